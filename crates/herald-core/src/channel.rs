@@ -1,0 +1,85 @@
+//! Channel names and namespace options.
+//!
+//! `orders:1234` lives in namespace `orders`; a name with no `:` uses the
+//! `without_namespace` options. A `#` makes a channel user-limited:
+//! `dm:#42,43` may only be subscribed by users 42 and 43.
+
+use herald_protocol::ErrorCode;
+use serde::Deserialize;
+use std::collections::HashMap;
+
+pub const NAMESPACE_BOUNDARY: char = ':';
+pub const USER_BOUNDARY: char = '#';
+pub const USER_SEPARATOR: char = ',';
+pub const MAX_CHANNEL_BYTES: usize = 255;
+
+/// Per-namespace options, under Centrifugo's names so users moving over recognise them.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChannelOptions {
+    pub presence: bool,
+    pub join_leave: bool,
+    pub force_push_join_leave: bool,
+    pub allow_subscribe_for_client: bool,
+    pub allow_subscribe_for_anonymous: bool,
+    pub allow_publish_for_subscriber: bool,
+    pub allow_publish_for_client: bool,
+    pub allow_publish_for_anonymous: bool,
+    pub allow_presence_for_subscriber: bool,
+    pub allow_presence_for_client: bool,
+    pub allow_presence_for_anonymous: bool,
+    pub allow_history_for_subscriber: bool,
+    pub allow_history_for_client: bool,
+    pub allow_history_for_anonymous: bool,
+    pub allow_user_limited_channels: bool,
+    /// History options are validated now and take effect once history lands.
+    pub history_size: usize,
+    pub history_ttl: Option<String>,
+    pub force_recovery: bool,
+    pub allow_recovery: bool,
+    pub force_positioning: bool,
+    pub allow_positioning: bool,
+    pub force_recovery_mode: Option<String>,
+}
+
+/// The namespaces a server knows, looked up by channel name.
+#[derive(Debug, Clone, Default)]
+pub struct Namespaces {
+    pub without_namespace: ChannelOptions,
+    pub named: HashMap<String, ChannelOptions>,
+}
+
+impl Namespaces {
+    /// The options of the channel's namespace, or 102 when it has none.
+    pub fn options(&self, channel: &str) -> Result<&ChannelOptions, ErrorCode> {
+        match namespace_of(channel) {
+            None => Ok(&self.without_namespace),
+            Some(name) => self.named.get(name).ok_or(ErrorCode::UNKNOWN_CHANNEL),
+        }
+    }
+}
+
+/// The namespace part of a channel name, if it has one.
+pub fn namespace_of(channel: &str) -> Option<&str> {
+    channel.split_once(NAMESPACE_BOUNDARY).map(|(ns, _)| ns)
+}
+
+/// Checks what every channel name must satisfy.
+pub fn validate_name(channel: &str) -> Result<(), ErrorCode> {
+    if channel.is_empty() {
+        return Err(ErrorCode::BAD_REQUEST);
+    }
+    if channel.len() > MAX_CHANNEL_BYTES {
+        return Err(ErrorCode::LIMIT_EXCEEDED);
+    }
+    Ok(())
+}
+
+/// The users allowed on a user-limited channel, or `None` when it is not one.
+pub fn allowed_users(channel: &str) -> Option<impl Iterator<Item = &str>> {
+    let (_, users) = channel.rsplit_once(USER_BOUNDARY)?;
+    Some(users.split(USER_SEPARATOR).filter(|u| !u.is_empty()))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,294 @@
+//! The subscription registry, presence, and fan-out.
+//!
+//! Channels are spread over shards, each behind its own lock, so subscribes on
+//! different channels rarely contend. Fan-out takes a shard's read lock, hands the
+//! same `Bytes` to every subscriber's outbox, and never awaits.
+
+use crate::metrics;
+use crate::outbox::{Outbox, PushError};
+use bytes::Bytes;
+use herald_protocol::{ClientInfo, Disconnect};
+use serde_json::value::RawValue;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use tokio::sync::mpsc;
+
+const SHARDS: usize = 64;
+
+/// Work that must run inside a connection's own task because it changes the
+/// session's state (its subscriptions, its expiry).
+#[derive(Debug)]
+pub enum Control {
+    Subscribe {
+        channel: String,
+        data: Option<Box<RawValue>>,
+    },
+    Unsubscribe {
+        channel: String,
+    },
+    Disconnect(Disconnect),
+    Refresh {
+        expired: bool,
+        expire_at: Option<u64>,
+    },
+}
+
+/// What the rest of the server holds of one live connection.
+pub struct ClientHandle {
+    pub id: Arc<str>,
+    pub user: Arc<str>,
+    pub outbox: Arc<Outbox>,
+    pub control: mpsc::Sender<Control>,
+}
+
+impl ClientHandle {
+    /// Queues a message; an overflow disconnects this client as slow.
+    pub fn send(&self, message: Bytes) -> bool {
+        match self.outbox.push(message) {
+            Ok(()) => true,
+            Err(PushError::Overflow) => {
+                tracing::info!(client = %self.id, user = %self.user, "slow client disconnected: outbox full");
+                false
+            }
+            Err(PushError::Closed) => false,
+        }
+    }
+
+    /// Hands control work to the connection task. A full control queue means the
+    /// connection is not keeping up, so it is disconnected rather than waited on.
+    pub fn control(&self, control: Control) {
+        if self.control.try_send(control).is_err() {
+            self.outbox.close(Disconnect::SLOW);
+        }
+    }
+}
+
+struct Subscriber {
+    client: Arc<ClientHandle>,
+    join_leave: bool,
+}
+
+#[derive(Default)]
+struct ChannelState {
+    subscribers: HashMap<Arc<str>, Subscriber>,
+    presence: HashMap<Arc<str>, ClientInfo>,
+}
+
+type UserClients = HashMap<Arc<str>, Arc<ClientHandle>>;
+type UserShard = RwLock<HashMap<Arc<str>, UserClients>>;
+type ChannelShard = RwLock<HashMap<String, ChannelState>>;
+
+pub struct Hub {
+    hasher: RandomState,
+    channels: Box<[ChannelShard]>,
+    users: Box<[UserShard]>,
+    clients: AtomicUsize,
+    subscriptions: AtomicUsize,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self {
+            hasher: RandomState::new(),
+            channels: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            users: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            clients: AtomicUsize::new(0),
+            subscriptions: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// Who receives a broadcast on a channel.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    Everyone,
+    /// Join/leave pushes go only to subscribers that asked for them.
+    JoinLeave,
+}
+
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Hub {
+    fn shard(&self, key: &str) -> usize {
+        (self.hasher.hash_one(key) as usize) % SHARDS
+    }
+
+    pub fn add_client(&self, client: Arc<ClientHandle>) {
+        let shard = self.shard(&client.user);
+        let mut users = write(&self.users[shard]);
+        users
+            .entry(client.user.clone())
+            .or_default()
+            .insert(client.id.clone(), client);
+        self.clients.fetch_add(1, Ordering::Relaxed);
+        ::metrics::gauge!(metrics::CONNECTIONS).increment(1.0);
+    }
+
+    pub fn remove_client(&self, client: &ClientHandle) {
+        let shard = self.shard(&client.user);
+        let mut users = write(&self.users[shard]);
+        if let Some(clients) = users.get_mut(&client.user) {
+            if clients.remove(&client.id).is_some() {
+                self.clients.fetch_sub(1, Ordering::Relaxed);
+                ::metrics::gauge!(metrics::CONNECTIONS).decrement(1.0);
+            }
+            if clients.is_empty() {
+                users.remove(&client.user);
+            }
+        }
+    }
+
+    /// The live connections of a user, optionally only the one with `client` id.
+    pub fn user_clients(&self, user: &str, client: Option<&str>) -> Vec<Arc<ClientHandle>> {
+        let users = read(&self.users[self.shard(user)]);
+        users
+            .get(user)
+            .map(|clients| {
+                clients
+                    .values()
+                    .filter(|c| client.is_none_or(|id| &*c.id == id))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn user_connection_count(&self, user: &str) -> usize {
+        read(&self.users[self.shard(user)])
+            .get(user)
+            .map_or(0, HashMap::len)
+    }
+
+    /// Adds a subscriber, and its presence entry when given one.
+    pub fn subscribe(
+        &self,
+        channel: &str,
+        client: Arc<ClientHandle>,
+        join_leave: bool,
+        presence: Option<ClientInfo>,
+    ) {
+        let mut channels = write(&self.channels[self.shard(channel)]);
+        let state = channels.entry(channel.to_string()).or_default();
+        if let Some(info) = presence {
+            state.presence.insert(client.id.clone(), info);
+        }
+        let id = client.id.clone();
+        if state
+            .subscribers
+            .insert(id, Subscriber { client, join_leave })
+            .is_none()
+        {
+            self.subscriptions.fetch_add(1, Ordering::Relaxed);
+            ::metrics::gauge!(metrics::SUBSCRIPTIONS).increment(1.0);
+        }
+    }
+
+    /// Removes a subscriber and its presence; returns the presence entry it had.
+    pub fn unsubscribe(&self, channel: &str, client_id: &str) -> Option<ClientInfo> {
+        let mut channels = write(&self.channels[self.shard(channel)]);
+        let state = channels.get_mut(channel)?;
+        if state.subscribers.remove(client_id).is_some() {
+            self.subscriptions.fetch_sub(1, Ordering::Relaxed);
+            ::metrics::gauge!(metrics::SUBSCRIPTIONS).decrement(1.0);
+        }
+        let info = state.presence.remove(client_id);
+        if state.subscribers.is_empty() && state.presence.is_empty() {
+            channels.remove(channel);
+        }
+        info
+    }
+
+    /// Hands `message` to every subscriber of `channel` in `audience`; returns how
+    /// many took it. Never awaits: a full outbox disconnects its owner instead.
+    pub fn broadcast(&self, channel: &str, message: &Bytes, audience: Audience) -> usize {
+        let channels = read(&self.channels[self.shard(channel)]);
+        let Some(state) = channels.get(channel) else {
+            return 0;
+        };
+        let mut delivered = 0;
+        for subscriber in state.subscribers.values() {
+            if audience == Audience::JoinLeave && !subscriber.join_leave {
+                continue;
+            }
+            if subscriber.client.send(message.clone()) {
+                delivered += 1;
+            }
+        }
+        delivered
+    }
+
+    pub fn presence(&self, channel: &str) -> Vec<ClientInfo> {
+        read(&self.channels[self.shard(channel)])
+            .get(channel)
+            .map(|state| state.presence.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// `(clients, distinct users)` present in the channel.
+    pub fn presence_stats(&self, channel: &str) -> (usize, usize) {
+        let channels = read(&self.channels[self.shard(channel)]);
+        let Some(state) = channels.get(channel) else {
+            return (0, 0);
+        };
+        let users: std::collections::HashSet<&str> = state
+            .presence
+            .values()
+            .map(|info| info.user.as_str())
+            .collect();
+        (state.presence.len(), users.len())
+    }
+
+    /// Channels with at least one subscriber, with their subscriber counts.
+    pub fn channels(&self) -> Vec<(String, usize)> {
+        self.channels
+            .iter()
+            .flat_map(|shard| {
+                read(shard)
+                    .iter()
+                    .filter(|(_, state)| !state.subscribers.is_empty())
+                    .map(|(name, state)| (name.clone(), state.subscribers.len()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    pub fn num_clients(&self) -> usize {
+        self.clients.load(Ordering::Relaxed)
+    }
+
+    pub fn num_subscriptions(&self) -> usize {
+        self.subscriptions.load(Ordering::Relaxed)
+    }
+
+    pub fn num_users(&self) -> usize {
+        self.users.iter().map(|shard| read(shard).len()).sum()
+    }
+
+    pub fn num_channels(&self) -> usize {
+        self.channels.iter().map(|shard| read(shard).len()).sum()
+    }
+
+    /// Every live connection, for shutdown.
+    pub fn all_clients(&self) -> Vec<Arc<ClientHandle>> {
+        self.users
+            .iter()
+            .flat_map(|shard| {
+                read(shard)
+                    .values()
+                    .flat_map(|clients| clients.values().cloned())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,37 @@
+//! Herald's rules, independent of any transport.
+//!
+//! A command's path runs decode → authorize → apply → fan out → encode, and each
+//! step has one home here; the server crate only moves bytes and calls in.
+//!
+//! # Layout
+//! - [`channel`]: channel names, namespaces and their options (who may do what).
+//! - [`token`]: connection and subscription JWTs.
+//! - [`outbox`]: the bounded per-connection queue that fan-out writes into.
+//! - [`hub`]: the sharded subscription registry, presence and fan-out.
+//! - [`session`]: one client's state machine: commands in, replies out.
+//! - [`node`]: the shared state of one server and the server-API operations.
+//! - [`metrics`]: metric names, so transports and core report the same series.
+#![forbid(unsafe_code)]
+
+pub mod channel;
+pub mod hub;
+pub mod metrics;
+pub mod node;
+pub mod outbox;
+pub mod session;
+pub mod token;
+
+pub use channel::{ChannelOptions, Namespaces};
+pub use hub::{ClientHandle, Control, Hub};
+pub use node::{ClientLimits, Node, NodeConfig};
+pub use outbox::{Outbox, OutboxLimits};
+pub use session::Session;
+pub use token::{TokenError, TokenVerifier, VerifierKeys};
+
+/// Seconds since the Unix epoch, the unit of JWT `exp`.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

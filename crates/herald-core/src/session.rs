@@ -1,0 +1,338 @@
+//! One client's state machine: frames and control messages in, replies out.
+//!
+//! The transport owns the socket and calls in; the session never awaits. Replies
+//! produced by one frame are packed into one outgoing frame. Any `Err(Disconnect)`
+//! tells the transport to close the connection with that code.
+//!
+//! - `connect.rs`: `connect` and `refresh`, token checks and server-side subscriptions.
+//! - `subscribe.rs`: `subscribe`, `unsubscribe`, `sub_refresh` and the permission rules.
+//! - `channel_ops.rs`: `publish`, `presence`, `presence_stats`, `history`.
+
+mod channel_ops;
+mod connect;
+mod subscribe;
+
+use crate::hub::{Audience, ClientHandle, Control};
+use crate::metrics;
+use crate::node::Node;
+use crate::outbox::Outbox;
+use bytes::Bytes;
+use herald_protocol::command::{Command, Method};
+use herald_protocol::frame::FrameDecoder;
+use herald_protocol::push::{self, ClientInfo};
+use herald_protocol::reply::{EmptyResult, Reply};
+use herald_protocol::{Disconnect, ErrorCode, Unsubscribe, pack_frame};
+use serde_json::value::RawValue;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+pub struct Session {
+    node: Arc<Node>,
+    outbox: Arc<Outbox>,
+    control: mpsc::Sender<Control>,
+    state: State,
+    replies: Vec<Bytes>,
+}
+
+enum State {
+    Connecting { stale_at: Instant },
+    Connected(Box<Connected>),
+    Closed,
+}
+
+struct Connected {
+    handle: Arc<ClientHandle>,
+    info: ClientInfo,
+    /// When the connection closes unless a `refresh` arrives first.
+    expire_close_at: Option<Instant>,
+    subscriptions: HashMap<String, Subscription>,
+    next_ping: Instant,
+    pong_deadline: Option<Instant>,
+}
+
+struct Subscription {
+    /// The client's info as seen on this channel (with the token's `info`).
+    info: ClientInfo,
+    expire_at: Option<Instant>,
+}
+
+/// The seconds until `exp`, and the instant the connection or subscription must
+/// be refreshed by (with the configured grace).
+fn expiry(exp: u64, grace: Duration) -> (u32, Instant) {
+    let ttl = exp.saturating_sub(crate::unix_now());
+    (
+        ttl as u32,
+        Instant::now() + Duration::from_secs(ttl) + grace,
+    )
+}
+
+impl Session {
+    pub fn new(node: Arc<Node>, outbox: Arc<Outbox>, control: mpsc::Sender<Control>) -> Self {
+        let stale_at = Instant::now() + node.limits.stale_timeout;
+        Self {
+            node,
+            outbox,
+            control,
+            state: State::Connecting { stale_at },
+            replies: Vec::new(),
+        }
+    }
+
+    /// The client id once connected.
+    pub fn client_id(&self) -> Option<&str> {
+        match &self.state {
+            State::Connected(c) => Some(&c.handle.id),
+            _ => None,
+        }
+    }
+
+    /// Handles every command of one frame, then queues their replies as one frame.
+    pub fn handle_frame(&mut self, frame: &[u8]) -> Result<(), Disconnect> {
+        ::metrics::counter!(metrics::MESSAGES_RECEIVED).increment(1);
+        ::metrics::counter!(metrics::BYTES_RECEIVED).increment(frame.len() as u64);
+        let result = self.dispatch_frame(frame);
+        self.flush_replies();
+        result
+    }
+
+    fn dispatch_frame(&mut self, frame: &[u8]) -> Result<(), Disconnect> {
+        let decoder = FrameDecoder::new(frame).map_err(|e| self.bad_request(&e.to_string()))?;
+        for command in decoder {
+            let command = command.map_err(|e| self.bad_request(&e.to_string()))?;
+            self.dispatch(command)?;
+        }
+        Ok(())
+    }
+
+    fn bad_request(&self, why: &str) -> Disconnect {
+        tracing::info!(client = ?self.client_id(), %why, "bad request: disconnecting");
+        Disconnect::BAD_REQUEST
+    }
+
+    fn dispatch(&mut self, command: Command<'_>) -> Result<(), Disconnect> {
+        let method = command.method();
+        ::metrics::counter!(metrics::COMMANDS, "method" => method.as_str()).increment(1);
+        let id = command.id;
+        if id == 0 && !matches!(method, Method::Pong | Method::Send) {
+            return Err(self.bad_request("command without id"));
+        }
+        let connected = matches!(self.state, State::Connected(_));
+        match (method, connected) {
+            (Method::Connect, false) => {
+                return self.connect(id, command.connect.unwrap_or_default());
+            }
+            (Method::Connect, true) => return Err(self.bad_request("connect sent twice")),
+            (_, false) => return Err(self.bad_request("first command must be connect")),
+            _ => {}
+        }
+        match method {
+            Method::Pong => {
+                if let State::Connected(c) = &mut self.state {
+                    c.pong_deadline = None;
+                }
+                Ok(())
+            }
+            Method::Subscribe => self.subscribe(id, command.subscribe.unwrap_or_default()),
+            Method::Unsubscribe => {
+                self.unsubscribe(id, &command.unsubscribe.unwrap_or_default().channel)
+            }
+            Method::Publish => self.publish(id, command.publish.unwrap_or_default()),
+            Method::Presence => self.presence(id, &command.presence.unwrap_or_default().channel),
+            Method::PresenceStats => {
+                self.presence_stats(id, &command.presence_stats.unwrap_or_default().channel)
+            }
+            Method::History => self.history(id, &command.history.unwrap_or_default().channel),
+            Method::Ping => {
+                self.reply(id, "ping", &EmptyResult {});
+                Ok(())
+            }
+            // Without a backend to proxy to, asynchronous messages have no receiver.
+            Method::Send => Ok(()),
+            Method::Rpc => {
+                self.error(id, ErrorCode::METHOD_NOT_FOUND);
+                Ok(())
+            }
+            Method::Refresh => self.refresh(id, command.refresh.unwrap_or_default()),
+            Method::SubRefresh => self.sub_refresh(id, command.sub_refresh.unwrap_or_default()),
+            Method::Unknown => {
+                tracing::debug!(client = ?self.client_id(), "unknown command");
+                self.error(id, ErrorCode::METHOD_NOT_FOUND);
+                Ok(())
+            }
+            Method::Connect => unreachable!("handled above"),
+        }
+    }
+
+    fn reply<T: serde::Serialize>(&mut self, id: u32, method: &'static str, result: &T) {
+        self.replies.push(Reply::result(id, method, result));
+    }
+
+    fn error(&mut self, id: u32, error: ErrorCode) {
+        metrics::count_error(error.code);
+        self.replies.push(Reply::error(id, &error));
+    }
+
+    /// Queues the pending replies as one frame, so they precede any push that
+    /// follows (a join after a subscribe reply, say).
+    fn flush_replies(&mut self) {
+        if self.replies.is_empty() {
+            return;
+        }
+        let frame = pack_frame(&self.replies);
+        self.replies.clear();
+        let _ = self.outbox.push(frame);
+    }
+
+    fn connected(&mut self) -> &mut Connected {
+        match &mut self.state {
+            State::Connected(c) => c,
+            _ => unreachable!("dispatch only reaches here once connected"),
+        }
+    }
+
+    /// The next instant `on_timer` has work to do.
+    pub fn next_deadline(&self) -> Instant {
+        match &self.state {
+            State::Connecting { stale_at } => *stale_at,
+            State::Connected(c) => {
+                let subscription_expiry = c.subscriptions.values().filter_map(|s| s.expire_at);
+                [Some(c.next_ping), c.pong_deadline, c.expire_close_at]
+                    .into_iter()
+                    .flatten()
+                    .chain(subscription_expiry)
+                    .min()
+                    .unwrap_or(c.next_ping)
+            }
+            State::Closed => Instant::now() + Duration::from_secs(3600),
+        }
+    }
+
+    /// Runs the timers that are due: stale connect, ping and pong, expiry.
+    pub fn on_timer(&mut self, now: Instant) -> Result<(), Disconnect> {
+        let interval = self.node.limits.ping_interval;
+        let pong_timeout = self.node.limits.pong_timeout;
+        let expired_channels = match &mut self.state {
+            State::Connecting { stale_at } if now >= *stale_at => return Err(Disconnect::STALE),
+            State::Connected(c) => {
+                if c.pong_deadline.is_some_and(|d| now >= d) {
+                    return Err(Disconnect::NO_PONG);
+                }
+                if c.expire_close_at.is_some_and(|d| now >= d) {
+                    return Err(Disconnect::EXPIRED);
+                }
+                if now >= c.next_ping {
+                    let _ = c.handle.outbox.push(Reply::PING);
+                    c.next_ping = now + interval;
+                    c.pong_deadline.get_or_insert(now + pong_timeout);
+                }
+                c.subscriptions
+                    .iter()
+                    .filter(|(_, s)| s.expire_at.is_some_and(|d| now >= d))
+                    .map(|(channel, _)| channel.clone())
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
+        for channel in expired_channels {
+            self.remove_subscription(&channel, Some(Unsubscribe::EXPIRED));
+        }
+        Ok(())
+    }
+
+    /// Applies work handed over by the server API.
+    pub fn handle_control(&mut self, control: Control) -> Result<(), Disconnect> {
+        if !matches!(self.state, State::Connected(_)) {
+            return Ok(());
+        }
+        match control {
+            Control::Disconnect(disconnect) => return Err(disconnect),
+            Control::Subscribe { channel, data } => {
+                self.server_subscribe(&channel, data.as_deref())
+            }
+            Control::Unsubscribe { channel } => {
+                self.remove_subscription(&channel, Some(Unsubscribe::SERVER));
+            }
+            Control::Refresh { expired, expire_at } => {
+                if expired {
+                    return Err(Disconnect::EXPIRED);
+                }
+                let grace = self.node.limits.expired_close_delay;
+                let c = self.connected();
+                let (expires, ttl) = match expire_at {
+                    Some(exp) => {
+                        let (ttl, close_at) = expiry(exp, grace);
+                        c.expire_close_at = Some(close_at);
+                        (true, ttl)
+                    }
+                    None => {
+                        c.expire_close_at = None;
+                        (false, 0)
+                    }
+                };
+                let _ = c.handle.outbox.push(push::refresh(expires, ttl));
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a subscription, tells others it left, and, when `notify` is given,
+    /// tells the client with an `unsubscribe` push.
+    fn remove_subscription(&mut self, channel: &str, notify: Option<Unsubscribe>) -> bool {
+        let State::Connected(c) = &mut self.state else {
+            return false;
+        };
+        let Some(subscription) = c.subscriptions.remove(channel) else {
+            return false;
+        };
+        self.node.hub.unsubscribe(channel, &c.handle.id);
+        if let Some(unsubscribe) = notify {
+            let _ = c
+                .handle
+                .outbox
+                .push(push::unsubscribe(channel, &unsubscribe));
+        }
+        if self
+            .node
+            .namespaces
+            .options(channel)
+            .is_ok_and(|o| o.join_leave)
+        {
+            let leave = push::leave(channel, &subscription.info);
+            self.node
+                .hub
+                .broadcast(channel, &leave, Audience::JoinLeave);
+        }
+        true
+    }
+
+    /// Leaves every channel and unregisters the connection. Idempotent.
+    pub fn close(&mut self) {
+        let channels: Vec<String> = match &self.state {
+            State::Connected(c) => c.subscriptions.keys().cloned().collect(),
+            _ => Vec::new(),
+        };
+        for channel in channels {
+            self.remove_subscription(&channel, None);
+        }
+        if let State::Connected(c) = std::mem::replace(&mut self.state, State::Closed) {
+            self.node.hub.remove_client(&c.handle);
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Raw JSON `null`, for payloads a client omitted.
+fn json_null() -> &'static RawValue {
+    static NULL: std::sync::OnceLock<Box<RawValue>> = std::sync::OnceLock::new();
+    NULL.get_or_init(|| RawValue::from_string("null".into()).expect("null is JSON"))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,155 @@
+//! `connect` and `refresh`.
+
+use super::{Connected, Session, State, expiry};
+use crate::hub::ClientHandle;
+use crate::token::TokenError;
+use herald_protocol::command::{ConnectRequest, RefreshRequest};
+use herald_protocol::push::ClientInfo;
+use herald_protocol::reply::{ConnectResult, RefreshResult, SubscribeResult};
+use herald_protocol::{Disconnect, ErrorCode};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+impl Session {
+    pub(super) fn connect(
+        &mut self,
+        id: u32,
+        request: ConnectRequest<'_>,
+    ) -> Result<(), Disconnect> {
+        let limits = self.node.limits.clone();
+        let claims = if request.token.is_empty() {
+            if !limits.allow_anonymous {
+                tracing::info!("connect without token refused: anonymous connections are off");
+                self.error(id, ErrorCode::UNAUTHORIZED);
+                return Ok(());
+            }
+            Default::default()
+        } else {
+            match self.node.verifier.verify_connect(&request.token) {
+                Ok(claims) => claims,
+                Err(TokenError::Expired) => {
+                    self.error(id, ErrorCode::TOKEN_EXPIRED);
+                    return Ok(());
+                }
+                Err(TokenError::Invalid(why)) => {
+                    tracing::info!(%why, "connect with invalid token");
+                    return Err(Disconnect::INVALID_TOKEN);
+                }
+            }
+        };
+        let user = claims.sub;
+        if limits.user_connection_limit > 0
+            && self.node.hub.user_connection_count(&user) >= limits.user_connection_limit
+        {
+            tracing::info!(%user, limit = limits.user_connection_limit, "user connection limit reached");
+            return Err(Disconnect::CONNECTION_LIMIT);
+        }
+        let client_id: Arc<str> = uuid::Uuid::new_v4().to_string().into();
+        let handle = Arc::new(ClientHandle {
+            id: client_id.clone(),
+            user: user.as_str().into(),
+            outbox: self.outbox.clone(),
+            control: self.control.clone(),
+        });
+        let (expires, ttl, expire_close_at) = match claims.exp {
+            Some(exp) => {
+                let (ttl, close_at) = expiry(exp, limits.expired_close_delay);
+                (true, ttl, Some(close_at))
+            }
+            None => (false, 0, None),
+        };
+        self.node.register(handle.clone());
+        let now = Instant::now();
+        self.state = State::Connected(Box::new(Connected {
+            handle,
+            info: ClientInfo {
+                user,
+                client: client_id.to_string(),
+                conn_info: claims.info,
+                chan_info: None,
+            },
+            expire_close_at,
+            subscriptions: Default::default(),
+            next_ping: now + limits.ping_interval,
+            pong_deadline: None,
+        }));
+
+        let mut server_channels: Vec<String> = claims.channels;
+        server_channels.extend(claims.subs.into_keys());
+        let mut subs = BTreeMap::new();
+        for channel in server_channels {
+            match self.node.namespaces.options(&channel) {
+                Ok(options) => {
+                    let join_leave = options.join_leave;
+                    self.add_subscription(&channel, join_leave, None, None);
+                    subs.insert(channel, SubscribeResult::default());
+                }
+                Err(error) => {
+                    tracing::warn!(%channel, %error, "token lists a channel in an unknown namespace; skipped");
+                }
+            }
+        }
+        let node = self.node.clone();
+        let result = ConnectResult {
+            client: &client_id,
+            version: node.version,
+            expires,
+            ttl,
+            data: None,
+            subs,
+            ping: limits.ping_interval.as_secs() as u32,
+            pong: true,
+            node: &node.name,
+        };
+        self.reply(id, "connect", &result);
+        // Joins of server-side subscriptions must follow the connect reply.
+        self.flush_replies();
+        let channels: Vec<String> = self.connected().subscriptions.keys().cloned().collect();
+        for channel in channels {
+            self.announce_join(&channel);
+        }
+        Ok(())
+    }
+
+    pub(super) fn refresh(&mut self, id: u32, request: RefreshRequest) -> Result<(), Disconnect> {
+        let claims = match self.node.verifier.verify_connect(&request.token) {
+            Ok(claims) => claims,
+            Err(TokenError::Expired) => {
+                self.error(id, ErrorCode::TOKEN_EXPIRED);
+                return Ok(());
+            }
+            Err(TokenError::Invalid(why)) => {
+                tracing::info!(%why, "refresh with invalid token");
+                return Err(Disconnect::INVALID_TOKEN);
+            }
+        };
+        let grace = self.node.limits.expired_close_delay;
+        let version = self.node.version;
+        let c = self.connected();
+        if claims.sub != c.info.user {
+            tracing::info!(user = %c.info.user, token_user = %claims.sub, "refresh token is for another user");
+            return Err(Disconnect::INVALID_TOKEN);
+        }
+        let (expires, ttl) = match claims.exp {
+            Some(exp) => {
+                let (ttl, close_at) = expiry(exp, grace);
+                c.expire_close_at = Some(close_at);
+                (true, ttl)
+            }
+            None => {
+                c.expire_close_at = None;
+                (false, 0)
+            }
+        };
+        let client = c.handle.id.clone();
+        let result = RefreshResult {
+            client: &client,
+            version,
+            expires,
+            ttl,
+        };
+        self.reply(id, "refresh", &result);
+        Ok(())
+    }
+}

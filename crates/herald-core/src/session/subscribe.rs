@@ -1,0 +1,234 @@
+//! `subscribe`, `unsubscribe`, `sub_refresh`, and server-side subscriptions.
+
+use super::{Session, Subscription, expiry};
+use crate::channel::{self, ChannelOptions};
+use crate::hub::Audience;
+use crate::token::TokenError;
+use herald_protocol::command::{SubRefreshRequest, SubscribeRequest};
+use herald_protocol::push;
+use herald_protocol::reply::{EmptyResult, SubRefreshResult, SubscribeResult};
+use herald_protocol::{Disconnect, ErrorCode};
+use serde_json::value::RawValue;
+use std::time::Instant;
+
+/// What a subscription token granted: extra channel info and an expiry.
+#[derive(Default)]
+struct Grant {
+    info: Option<Box<RawValue>>,
+    exp: Option<u64>,
+}
+
+impl Session {
+    pub(super) fn subscribe(
+        &mut self,
+        id: u32,
+        request: SubscribeRequest<'_>,
+    ) -> Result<(), Disconnect> {
+        let channel = request.channel.as_str();
+        let grant = match self.authorize_subscribe(channel, &request.token) {
+            Ok(grant) => grant,
+            Err(Ok(error)) => {
+                self.error(id, error);
+                return Ok(());
+            }
+            Err(Err(disconnect)) => return Err(disconnect),
+        };
+        let options = self
+            .node
+            .namespaces
+            .options(channel)
+            .cloned()
+            .unwrap_or_default();
+        let join_leave =
+            options.join_leave && (options.force_push_join_leave || request.join_leave);
+        let grace = self.node.limits.expired_close_delay;
+        let (expires, ttl, expire_at) = match grant.exp {
+            Some(exp) => {
+                let (ttl, at) = expiry(exp, grace);
+                (true, ttl, Some(at))
+            }
+            None => (false, 0, None),
+        };
+        self.add_subscription(channel, join_leave, grant.info, expire_at);
+        let result = SubscribeResult {
+            expires,
+            ttl,
+            ..Default::default()
+        };
+        self.reply(id, "subscribe", &result);
+        // The subscriber must see its subscribe reply before its own join push.
+        self.flush_replies();
+        self.announce_join(channel);
+        Ok(())
+    }
+
+    /// `Err(Ok(code))` answers the command with an error; `Err(Err(..))` disconnects.
+    fn authorize_subscribe(
+        &self,
+        channel: &str,
+        token: &str,
+    ) -> Result<Grant, Result<ErrorCode, Disconnect>> {
+        channel::validate_name(channel).map_err(Ok)?;
+        let options = self.node.namespaces.options(channel).map_err(Ok)?;
+        let State(c) = self.connected_ref();
+        if c.subscriptions.contains_key(channel) {
+            return Err(Ok(ErrorCode::ALREADY_SUBSCRIBED));
+        }
+        if c.subscriptions.len() >= self.node.limits.channel_limit {
+            tracing::info!(client = %c.handle.id, limit = self.node.limits.channel_limit, "channel limit reached");
+            return Err(Ok(ErrorCode::LIMIT_EXCEEDED));
+        }
+        let user = c.info.user.as_str();
+        if !token.is_empty() {
+            let claims = match self.node.verifier.verify_subscribe(token) {
+                Ok(claims) => claims,
+                Err(TokenError::Expired) => return Err(Ok(ErrorCode::TOKEN_EXPIRED)),
+                Err(TokenError::Invalid(why)) => {
+                    tracing::info!(%why, %channel, "subscribe with invalid token");
+                    return Err(Err(Disconnect::INVALID_TOKEN));
+                }
+            };
+            if claims.channel != channel || claims.sub != user {
+                return Err(Ok(ErrorCode::PERMISSION_DENIED));
+            }
+            return Ok(Grant {
+                info: claims.info,
+                exp: claims.exp,
+            });
+        }
+        if may_subscribe_without_token(options, channel, user) {
+            Ok(Grant::default())
+        } else {
+            Err(Ok(ErrorCode::PERMISSION_DENIED))
+        }
+    }
+
+    fn connected_ref(&self) -> State<'_> {
+        match &self.state {
+            super::State::Connected(c) => State(c),
+            _ => unreachable!("only called once connected"),
+        }
+    }
+
+    pub(super) fn add_subscription(
+        &mut self,
+        channel: &str,
+        join_leave: bool,
+        chan_info: Option<Box<RawValue>>,
+        expire_at: Option<Instant>,
+    ) {
+        let presence = self
+            .node
+            .namespaces
+            .options(channel)
+            .is_ok_and(|o| o.presence);
+        let node = self.node.clone();
+        let c = self.connected();
+        let mut info = c.info.clone();
+        info.chan_info = chan_info;
+        node.hub.subscribe(
+            channel,
+            c.handle.clone(),
+            join_leave,
+            presence.then(|| info.clone()),
+        );
+        c.subscriptions
+            .insert(channel.to_string(), Subscription { info, expire_at });
+    }
+
+    /// Tells the channel's join/leave listeners that this client joined.
+    pub(super) fn announce_join(&mut self, channel: &str) {
+        if !self
+            .node
+            .namespaces
+            .options(channel)
+            .is_ok_and(|o| o.join_leave)
+        {
+            return;
+        }
+        let Some(subscription) = self.connected().subscriptions.get(channel) else {
+            return;
+        };
+        let join = push::join(channel, &subscription.info);
+        self.node.hub.broadcast(channel, &join, Audience::JoinLeave);
+    }
+
+    /// A subscription made by the server API on a live connection.
+    pub(super) fn server_subscribe(&mut self, channel: &str, data: Option<&RawValue>) {
+        if self.connected().subscriptions.contains_key(channel) {
+            return;
+        }
+        let Ok(options) = self.node.namespaces.options(channel) else {
+            return;
+        };
+        let join_leave = options.join_leave;
+        self.add_subscription(channel, join_leave, None, None);
+        let result = SubscribeResult {
+            data,
+            ..Default::default()
+        };
+        let _ = self.outbox.push(push::subscribe(channel, &result));
+        self.announce_join(channel);
+    }
+
+    pub(super) fn unsubscribe(&mut self, id: u32, channel: &str) -> Result<(), Disconnect> {
+        self.remove_subscription(channel, None);
+        self.reply(id, "unsubscribe", &EmptyResult {});
+        Ok(())
+    }
+
+    pub(super) fn sub_refresh(
+        &mut self,
+        id: u32,
+        request: SubRefreshRequest,
+    ) -> Result<(), Disconnect> {
+        let channel = request.channel.as_str();
+        let claims = match self.node.verifier.verify_subscribe(&request.token) {
+            Ok(claims) => claims,
+            Err(TokenError::Expired) => {
+                self.error(id, ErrorCode::TOKEN_EXPIRED);
+                return Ok(());
+            }
+            Err(TokenError::Invalid(why)) => {
+                tracing::info!(%why, %channel, "sub_refresh with invalid token");
+                return Err(Disconnect::INVALID_TOKEN);
+            }
+        };
+        let grace = self.node.limits.expired_close_delay;
+        let c = self.connected();
+        if claims.channel != channel || claims.sub != c.info.user {
+            self.error(id, ErrorCode::PERMISSION_DENIED);
+            return Ok(());
+        }
+        let Some(subscription) = c.subscriptions.get_mut(channel) else {
+            self.error(id, ErrorCode::PERMISSION_DENIED);
+            return Ok(());
+        };
+        let (expires, ttl) = match claims.exp {
+            Some(exp) => {
+                let (ttl, at) = expiry(exp, grace);
+                subscription.expire_at = Some(at);
+                (true, ttl)
+            }
+            None => {
+                subscription.expire_at = None;
+                (false, 0)
+            }
+        };
+        self.reply(id, "sub_refresh", &SubRefreshResult { expires, ttl });
+        Ok(())
+    }
+}
+
+struct State<'a>(&'a super::Connected);
+
+/// The namespace rules for a subscribe that carries no token.
+fn may_subscribe_without_token(options: &ChannelOptions, channel: &str, user: &str) -> bool {
+    if options.allow_user_limited_channels
+        && let Some(mut users) = channel::allowed_users(channel)
+    {
+        return !user.is_empty() && users.any(|allowed| allowed == user);
+    }
+    options.allow_subscribe_for_client
+        && (!user.is_empty() || options.allow_subscribe_for_anonymous)
+}

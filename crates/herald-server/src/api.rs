@@ -1,0 +1,349 @@
+//! The server HTTP API: `POST /api/<method>`, request and result shapes as in the
+//! Centrifugo server API so existing clients (such as `cent`) work unchanged.
+
+use crate::app::App;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use herald_core::metrics as names;
+use herald_core::node::Node;
+use herald_protocol::{Disconnect, ErrorCode};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// Why one API call failed.
+#[derive(Debug)]
+pub enum ApiError {
+    /// Answered as `{"error":{"code","message"}}` with HTTP 200.
+    Code(ErrorCode),
+    /// The request could not be understood: HTTP 400 with the reason.
+    Malformed(String),
+    /// No such method: HTTP 404.
+    UnknownMethod(String),
+}
+
+impl From<ErrorCode> for ApiError {
+    fn from(code: ErrorCode) -> Self {
+        ApiError::Code(code)
+    }
+}
+
+pub async fn handle(
+    State(app): State<Arc<App>>,
+    Path(method): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !authorized(&app.api_key, &headers) {
+        tracing::info!(%method, "server API request with a wrong or missing key");
+        metrics::counter!(names::API_ERRORS, "method" => "auth", "code" => "401").increment(1);
+        return (StatusCode::UNAUTHORIZED, "unauthorized\n").into_response();
+    }
+    let method_label = if KNOWN_METHODS.contains(&method.as_str()) {
+        method.clone()
+    } else {
+        "unknown".into()
+    };
+    metrics::counter!(names::API_REQUESTS, "method" => method_label.clone()).increment(1);
+    let params: &RawValue =
+        match serde_json::from_slice(if body.is_empty() { b"{}" } else { &body }) {
+            Ok(params) => params,
+            Err(e) => return malformed(&method_label, format!("invalid JSON body: {e}")),
+        };
+    let outcome = if method == "batch" {
+        batch(&app.node, params).map(|replies| json!({ "replies": replies }))
+    } else {
+        call(&app.node, &method, params).map(|result| json!({ "result": result }))
+    };
+    match outcome {
+        Ok(body) => axum::Json(body).into_response(),
+        Err(ApiError::Code(error)) => {
+            metrics::counter!(names::API_ERRORS, "method" => method_label, "code" => error.code.to_string()).increment(1);
+            axum::Json(json!({ "error": { "code": error.code, "message": error.message } }))
+                .into_response()
+        }
+        Err(ApiError::Malformed(why)) => malformed(&method_label, why),
+        Err(ApiError::UnknownMethod(name)) => {
+            metrics::counter!(names::API_ERRORS, "method" => "unknown", "code" => "404")
+                .increment(1);
+            let error = ErrorCode::METHOD_NOT_FOUND;
+            let body = json!({ "error": { "code": error.code, "message": format!("{}: {name}", error.message) } });
+            (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
+        }
+    }
+}
+
+fn malformed(method: &str, why: String) -> Response {
+    tracing::info!(%method, %why, "malformed server API request");
+    metrics::counter!(names::API_ERRORS, "method" => method.to_string(), "code" => "400")
+        .increment(1);
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(json!({ "error": { "code": 107, "message": why } })),
+    )
+        .into_response()
+}
+
+fn authorized(key: &str, headers: &HeaderMap) -> bool {
+    if key.is_empty() {
+        return false;
+    }
+    let given = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| {
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("apikey "))
+        });
+    given.is_some_and(|given| constant_time_eq(given.trim().as_bytes(), key.as_bytes()))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+const KNOWN_METHODS: [&str; 14] = [
+    "publish",
+    "broadcast",
+    "subscribe",
+    "unsubscribe",
+    "disconnect",
+    "refresh",
+    "presence",
+    "presence_stats",
+    "history",
+    "history_remove",
+    "channels",
+    "info",
+    "batch",
+    "send",
+];
+
+fn params<T: DeserializeOwned>(raw: &RawValue) -> Result<T, ApiError> {
+    serde_json::from_str(raw.get())
+        .map_err(|e| ApiError::Malformed(format!("invalid parameters: {e}")))
+}
+
+#[derive(Deserialize)]
+struct PublishParams {
+    channel: String,
+    data: Option<Box<RawValue>>,
+    #[serde(default)]
+    tags: Option<HashMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+struct BroadcastParams {
+    channels: Vec<String>,
+    data: Option<Box<RawValue>>,
+    #[serde(default)]
+    tags: Option<HashMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+struct UserChannelParams {
+    user: String,
+    channel: String,
+    client: Option<String>,
+    data: Option<Box<RawValue>>,
+}
+
+#[derive(Deserialize)]
+struct DisconnectParams {
+    user: String,
+    client: Option<String>,
+    disconnect: Option<CustomDisconnect>,
+}
+
+#[derive(Deserialize)]
+struct CustomDisconnect {
+    code: u16,
+    #[serde(default)]
+    reason: String,
+}
+
+#[derive(Deserialize)]
+struct RefreshParams {
+    user: String,
+    client: Option<String>,
+    #[serde(default)]
+    expired: bool,
+    expire_at: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct ChannelParams {
+    channel: String,
+}
+
+#[derive(Deserialize, Default)]
+struct ChannelsParams {
+    #[serde(default)]
+    pattern: String,
+}
+
+#[derive(Deserialize)]
+struct SendParams {
+    user: String,
+    client: Option<String>,
+    data: Box<RawValue>,
+}
+
+fn required_data(data: Option<Box<RawValue>>) -> Result<Box<RawValue>, ApiError> {
+    data.ok_or(ApiError::Code(ErrorCode::BAD_REQUEST))
+}
+
+/// Runs one API method and returns its result object.
+pub fn call(node: &Node, method: &str, raw: &RawValue) -> Result<Value, ApiError> {
+    match method {
+        "publish" => {
+            let p: PublishParams = params(raw)?;
+            let data = required_data(p.data)?;
+            node.publish(&p.channel, &data, None, p.tags.as_ref())?;
+            Ok(json!({}))
+        }
+        "broadcast" => {
+            let p: BroadcastParams = params(raw)?;
+            let data = required_data(p.data)?;
+            let responses: Vec<Value> = p
+                .channels
+                .iter()
+                .map(
+                    |channel| match node.publish(channel, &data, None, p.tags.as_ref()) {
+                        Ok(_) => json!({ "result": {} }),
+                        Err(e) => json!({ "error": { "code": e.code, "message": e.message } }),
+                    },
+                )
+                .collect();
+            Ok(json!({ "responses": responses }))
+        }
+        "subscribe" => {
+            let p: UserChannelParams = params(raw)?;
+            node.subscribe_user(&p.user, &p.channel, p.client.as_deref(), p.data.as_deref())?;
+            Ok(json!({}))
+        }
+        "unsubscribe" => {
+            let p: UserChannelParams = params(raw)?;
+            node.unsubscribe_user(&p.user, &p.channel, p.client.as_deref())?;
+            Ok(json!({}))
+        }
+        "disconnect" => {
+            let p: DisconnectParams = params(raw)?;
+            let disconnect = match p.disconnect {
+                None => Disconnect::FORCE_DISCONNECT,
+                Some(d) if (3000..5000).contains(&d.code) && d.reason.len() <= 123 => {
+                    Disconnect::custom(d.code, d.reason)
+                }
+                Some(_) => return Err(ApiError::Code(ErrorCode::BAD_REQUEST)),
+            };
+            node.disconnect_user(&p.user, p.client.as_deref(), disconnect);
+            Ok(json!({}))
+        }
+        "refresh" => {
+            let p: RefreshParams = params(raw)?;
+            node.refresh_user(&p.user, p.client.as_deref(), p.expired, p.expire_at);
+            Ok(json!({}))
+        }
+        "presence" => {
+            let p: ChannelParams = params(raw)?;
+            let entries = node.presence(&p.channel)?;
+            let presence: BTreeMap<&str, _> = entries
+                .iter()
+                .map(|info| (info.client.as_str(), info))
+                .collect();
+            Ok(json!({ "presence": presence }))
+        }
+        "presence_stats" => {
+            let p: ChannelParams = params(raw)?;
+            Ok(serde_json::to_value(node.presence_stats(&p.channel)?).unwrap_or_default())
+        }
+        "history" | "history_remove" => {
+            let p: ChannelParams = params(raw)?;
+            node.namespaces.options(&p.channel)?;
+            Err(ApiError::Code(ErrorCode::NOT_AVAILABLE))
+        }
+        "channels" => {
+            let p: ChannelsParams = params(raw)?;
+            let channels: BTreeMap<String, Value> = node
+                .hub
+                .channels()
+                .into_iter()
+                .filter(|(name, _)| glob_match(&p.pattern, name))
+                .map(|(name, clients)| (name, json!({ "num_clients": clients })))
+                .collect();
+            Ok(json!({ "channels": channels }))
+        }
+        "info" => Ok(json!({ "nodes": [node.info()] })),
+        "send" => {
+            let p: SendParams = params(raw)?;
+            node.send_to_user(&p.user, p.client.as_deref(), &p.data);
+            Ok(json!({}))
+        }
+        other => Err(ApiError::UnknownMethod(other.to_string())),
+    }
+}
+
+#[derive(Deserialize)]
+struct BatchParams {
+    commands: Vec<HashMap<String, Box<RawValue>>>,
+}
+
+/// Runs each command in order; each reply is `{"<method>": result}` or `{"error": ...}`.
+fn batch(node: &Node, raw: &RawValue) -> Result<Vec<Value>, ApiError> {
+    let p: BatchParams = params(raw)?;
+    let mut replies = Vec::with_capacity(p.commands.len());
+    for command in &p.commands {
+        let Some((method, params)) = command.iter().next().filter(|_| command.len() == 1) else {
+            return Err(ApiError::Malformed(
+                "each batch command must hold exactly one method".into(),
+            ));
+        };
+        if method == "batch" {
+            return Err(ApiError::Malformed("batch commands cannot nest".into()));
+        }
+        replies.push(match call(node, method, params) {
+            Ok(result) => json!({ method.clone(): result }),
+            Err(ApiError::Code(e)) => json!({ "error": { "code": e.code, "message": e.message } }),
+            Err(ApiError::Malformed(why)) => json!({ "error": { "code": 107, "message": why } }),
+            Err(ApiError::UnknownMethod(_)) => {
+                json!({ "error": { "code": 104, "message": "method not found" } })
+            }
+        });
+    }
+    Ok(replies)
+}
+
+/// `*` matches any run of characters; an empty pattern matches everything.
+fn glob_match(pattern: &str, name: &str) -> bool {
+    if pattern.is_empty() {
+        return true;
+    }
+    let parts: Vec<&str> = pattern.split('*').collect();
+    let mut rest = name;
+    for (i, part) in parts.iter().enumerate() {
+        if i == 0 {
+            let Some(stripped) = rest.strip_prefix(part) else {
+                return false;
+            };
+            rest = stripped;
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        } else {
+            let Some(at) = rest.find(part) else {
+                return false;
+            };
+            rest = &rest[at + part.len()..];
+        }
+    }
+    rest.is_empty()
+}
+
+#[cfg(test)]
+mod tests;

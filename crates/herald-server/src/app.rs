@@ -1,0 +1,69 @@
+//! What every HTTP and WebSocket handler shares.
+
+use crate::shutdown::Shutdown;
+use herald_core::Node;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::sync::Notify;
+
+pub struct App {
+    pub node: Arc<Node>,
+    pub api_key: String,
+    pub allowed_origins: Vec<String>,
+    pub max_message_bytes: usize,
+    pub shutdown: Shutdown,
+    pub connections: ConnectionTracker,
+}
+
+impl App {
+    /// No list, or `*` in it, allows any origin; a request without an Origin
+    /// header (a backend, a CLI) is not a browser and is allowed.
+    pub fn origin_allowed(&self, origin: Option<&str>) -> bool {
+        let Some(origin) = origin else { return true };
+        self.allowed_origins.is_empty()
+            || self
+                .allowed_origins
+                .iter()
+                .any(|allowed| allowed == "*" || allowed.trim_end_matches('/') == origin)
+    }
+}
+
+/// Counts live WebSocket connections so shutdown can wait for them to drain.
+#[derive(Default)]
+pub struct ConnectionTracker {
+    active: AtomicUsize,
+    drained: Notify,
+}
+
+pub struct ActiveConnection<'a>(&'a ConnectionTracker);
+
+impl ConnectionTracker {
+    pub fn enter(&self) -> ActiveConnection<'_> {
+        self.active.fetch_add(1, Ordering::SeqCst);
+        ActiveConnection(self)
+    }
+
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::SeqCst)
+    }
+
+    pub async fn wait_drained(&self) {
+        loop {
+            let notified = self.drained.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.active() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for ActiveConnection<'_> {
+    fn drop(&mut self) {
+        if self.0.active.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.drained.notify_waiters();
+        }
+    }
+}

@@ -1,0 +1,122 @@
+use super::*;
+
+fn load_str(text: &str, env: &[(&str, &str)]) -> Result<Config, Vec<String>> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("herald.toml");
+    std::fs::write(&path, text).unwrap();
+    let env = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    load(Some(&path), &env)
+}
+
+#[test]
+fn reads_the_design_example() {
+    let config = load_str(
+        r#"
+[server]
+listen = "127.0.0.1:8000"
+allowed_origins = ["http://localhost:3000"]
+[auth]
+hmac_secret = "change-me"
+[api]
+key = "change-me-too"
+[storage]
+path = "herald-data"
+[broker]
+kind = "memory"
+redis_url = "redis://127.0.0.1:6379"
+[channel.without_namespace]
+presence = true
+[[channel.namespaces]]
+name = "orders"
+history_size = 100
+history_ttl = "10m"
+force_recovery = true
+presence = true
+join_leave = true
+allow_subscribe_for_client = false
+allow_publish_for_subscriber = false
+allow_presence_for_subscriber = true
+allow_history_for_subscriber = true
+[[channel.namespaces]]
+name = "dm"
+allow_subscribe_for_client = true
+allow_user_limited_channels = true
+"#,
+        &[],
+    )
+    .unwrap();
+    assert_eq!(config.api.key, "change-me-too");
+    assert_eq!(config.channel.namespaces[0].0, "orders");
+    assert_eq!(config.channel.namespaces[0].1.history_size, 100);
+    assert!(config.channel.namespaces[1].1.allow_user_limited_channels);
+}
+
+#[test]
+fn environment_overrides_the_file_with_types_kept() {
+    let config = load_str(
+        "[api]\nkey = \"from-file\"\n",
+        &[
+            ("HERALD_API_KEY", "from-env"),
+            ("HERALD_CLIENT_CHANNEL_LIMIT", "7"),
+            (
+                "HERALD_CLIENT_ALLOW_ANONYMOUS_CONNECT_WITHOUT_TOKEN",
+                "true",
+            ),
+            (
+                "HERALD_SERVER_ALLOWED_ORIGINS",
+                "http://a.test, http://b.test",
+            ),
+            ("HERALD_BIN", "/not/a/config/key"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.api.key, "from-env");
+    assert_eq!(config.client.channel_limit, 7);
+    assert!(config.client.allow_anonymous_connect_without_token);
+    assert_eq!(
+        config.server.allowed_origins,
+        ["http://a.test", "http://b.test"]
+    );
+}
+
+#[test]
+fn every_problem_is_reported_with_its_key_path() {
+    let errors = load_str(
+        r#"
+[server]
+listen = "nowhere"
+[client]
+ping_interval = "soon"
+[broker]
+kind = "kafka"
+[[channel.namespaces]]
+name = "inbox"
+[[channel.namespaces]]
+name = "orders"
+presense = true
+[surprise]
+"#,
+        &[],
+    )
+    .unwrap_err();
+    let all = errors.join("\n");
+    for expected in [
+        "server.listen",
+        "client.ping_interval",
+        "broker.kind",
+        "channel.namespaces[0].name: `inbox` is reserved",
+        "presense",
+        "surprise: unknown section",
+    ] {
+        assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+    }
+}
+
+#[test]
+fn invalid_toml_names_the_file() {
+    let errors = load_str("[server\n", &[]).unwrap_err();
+    assert!(errors[0].contains("invalid TOML"), "{errors:?}");
+}

@@ -1,0 +1,29 @@
+//! The `herald` server: transports, the server API, config, CLI and metrics around
+//! the rules in `herald-core`.
+//!
+//! # Layout
+//! - [`cli`]: the command line; `main.rs` runs it.
+//! - [`config`]: the TOML file, environment overrides and `checkconfig` validation.
+//! - [`server`]: builds the node, routes HTTP, serves and drains on shutdown.
+//! - [`transport`]: the WebSocket transport (`/connection/websocket`).
+//! - [`api`]: the server HTTP API (`POST /api/<method>`).
+//! - [`app`]: state shared by all handlers.
+//! - [`metrics`]: the Prometheus recorder behind `/metrics`.
+//! - [`shutdown`]: the shutdown signal every task listens to.
+//! - [`dev`], [`genconfig`], [`tokens`]: dev defaults, config generation, token minting.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod dev;
+pub mod genconfig;
+pub mod metrics;
+pub mod server;
+pub mod shutdown;
+pub mod tokens;
+pub mod transport;
+
+pub use config::Config;
+pub use server::{RunningServer, start};

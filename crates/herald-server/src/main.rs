@@ -1,0 +1,148 @@
+use clap::Parser;
+use herald_server::cli::{Cli, Command};
+use herald_server::{config, dev, genconfig, server, shutdown, tokens};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let env: HashMap<String, String> = std::env::vars().collect();
+    match cli.command {
+        Command::Version => {
+            println!("herald {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Checkconfig { file } => match config::load(Some(&file), &env) {
+            Ok(_) => {
+                println!("{}: ok", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(errors) => report(&errors),
+        },
+        Command::Genconfig { output, force } => {
+            if output.exists() && !force {
+                eprintln!(
+                    "error: {} exists; pass --force to overwrite it",
+                    output.display()
+                );
+                return ExitCode::FAILURE;
+            }
+            match std::fs::write(&output, genconfig::render()) {
+                Ok(()) => {
+                    println!(
+                        "wrote {} with fresh secrets; run: herald serve --config {}",
+                        output.display(),
+                        output.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: cannot write {}: {e}", output.display());
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Gentoken {
+            user,
+            ttl,
+            info,
+            channel,
+            config,
+        } => gentoken(
+            &env,
+            config.as_deref(),
+            &user,
+            &ttl,
+            info.as_deref(),
+            channel.as_deref(),
+        ),
+        Command::Serve { config, listen } => serve(&env, config.as_deref(), listen),
+    }
+}
+
+fn report(errors: &[String]) -> ExitCode {
+    for error in errors {
+        eprintln!("error: {error}");
+    }
+    eprintln!("{} problem(s) found", errors.len());
+    ExitCode::FAILURE
+}
+
+fn gentoken(
+    env: &HashMap<String, String>,
+    path: Option<&Path>,
+    user: &str,
+    ttl: &str,
+    info: Option<&str>,
+    channel: Option<&str>,
+) -> ExitCode {
+    let config = match config::load(path, env) {
+        Ok(config) => config,
+        Err(errors) => return report(&errors),
+    };
+    let ttl = match ttl {
+        "0" | "none" => None,
+        ttl => match config::parse_duration("--ttl", ttl) {
+            Ok(ttl) => Some(ttl),
+            Err(e) => return report(&[e]),
+        },
+    };
+    match tokens::mint(&config.auth.hmac_secret, user, ttl, info, channel) {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => report(&[e.to_string()]),
+    }
+}
+
+fn serve(env: &HashMap<String, String>, path: Option<&Path>, listen: Option<String>) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let (mut config, dev_mode) = match path {
+        Some(path) => match config::load(Some(path), env) {
+            Ok(config) => (config, false),
+            Err(errors) => return report(&errors),
+        },
+        None => {
+            let mut config = dev::config();
+            if let Some(listen) = env.get("HERALD_SERVER_LISTEN") {
+                config.server.listen = listen.clone();
+            }
+            (config, true)
+        }
+    };
+    if let Some(listen) = listen {
+        config.server.listen = listen;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return report(&[format!("cannot start the runtime: {e}")]),
+    };
+    runtime.block_on(async move {
+        let running = match server::start(&config).await {
+            Ok(running) => running,
+            Err(e) => return report(&[e.to_string()]),
+        };
+        let url = format!("http://{}", running.addr);
+        let mut stdout = std::io::stdout();
+        let _ = writeln!(stdout, "herald listening on {url}");
+        if dev_mode {
+            let _ = writeln!(stdout, "{}", dev::banner(&config, &url));
+        }
+        let _ = stdout.flush();
+        shutdown::os_signal().await;
+        running.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}

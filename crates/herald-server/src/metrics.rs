@@ -1,0 +1,50 @@
+//! The Prometheus recorder behind `/metrics`.
+//!
+//! One recorder per process: several servers in one test process share it.
+
+use herald_core::metrics as names;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+pub fn handle() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full(names::PUBLISH_TO_WRITE.to_string()),
+                &[
+                    0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                    2.5,
+                ],
+            )
+            .expect("the bucket list is not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may already be installed (a test harness); then the
+        // handle still renders, just without the series recorded elsewhere.
+        let _ = metrics::set_global_recorder(recorder);
+        describe();
+        handle
+    })
+}
+
+fn describe() {
+    metrics::describe_gauge!(names::CONNECTIONS, "Connected clients");
+    metrics::describe_gauge!(names::SUBSCRIPTIONS, "Live channel subscriptions");
+    metrics::describe_counter!(names::COMMANDS, "Client commands, by method");
+    metrics::describe_counter!(names::MESSAGES_SENT, "Messages queued to clients");
+    metrics::describe_counter!(names::MESSAGES_RECEIVED, "WebSocket messages received");
+    metrics::describe_counter!(names::BYTES_SENT, "Bytes written to clients");
+    metrics::describe_counter!(names::BYTES_RECEIVED, "Bytes received from clients");
+    metrics::describe_counter!(names::PUBLICATIONS, "Publications fanned out");
+    metrics::describe_histogram!(
+        names::PUBLISH_TO_WRITE,
+        metrics::Unit::Seconds,
+        "Time from queueing a message to writing its frame"
+    );
+    metrics::describe_counter!(names::ERRORS, "Error replies to clients, by code");
+    metrics::describe_counter!(names::DISCONNECTS, "Disconnects, by code");
+    metrics::describe_counter!(names::API_REQUESTS, "Server API requests, by method");
+    metrics::describe_counter!(names::API_ERRORS, "Server API errors, by method and code");
+}

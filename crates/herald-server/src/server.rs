@@ -1,0 +1,172 @@
+//! Building the node from config, routing, serving, and draining on shutdown.
+
+use crate::app::{App, ConnectionTracker};
+use crate::config::{Config, parse_duration};
+use crate::shutdown::{self, Trigger};
+use crate::{api, metrics, transport};
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::response::{Html, IntoResponse};
+use axum::routing::{any, get, post};
+use herald_core::{
+    ClientLimits, Namespaces, Node, NodeConfig, OutboxLimits, TokenVerifier, VerifierKeys,
+};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A server that is listening; dropping it does not stop it, `shutdown` does.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub app: Arc<App>,
+    trigger: Trigger,
+    grace: Duration,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("server.listen: cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("auth: {0}")]
+    Keys(String),
+    #[error("config: {0}")]
+    Config(String),
+}
+
+fn read_pem(path: Option<&std::path::PathBuf>) -> Result<Option<Vec<u8>>, StartError> {
+    path.map(|p| {
+        std::fs::read(p).map_err(|e| StartError::Keys(format!("cannot read {}: {e}", p.display())))
+    })
+    .transpose()
+}
+
+pub fn build_node(config: &Config) -> Result<Node, StartError> {
+    let duration = |key: &str, value: &str| parse_duration(key, value).map_err(StartError::Config);
+    let client = &config.client;
+    let limits = ClientLimits {
+        allow_anonymous: client.allow_anonymous_connect_without_token,
+        channel_limit: client.channel_limit,
+        user_connection_limit: client.user_connection_limit,
+        ping_interval: duration("client.ping_interval", &client.ping_interval)?,
+        pong_timeout: duration("client.pong_timeout", &client.pong_timeout)?,
+        stale_timeout: duration("client.stale_timeout", &client.stale_timeout)?,
+        expired_close_delay: duration("client.expired_close_delay", &client.expired_close_delay)?,
+        outbox: OutboxLimits {
+            max_messages: client.queue_max_messages,
+            max_bytes: client.queue_max_bytes,
+        },
+    };
+    let keys = VerifierKeys {
+        hmac_secret: Some(config.auth.hmac_secret.clone()),
+        rsa_public_pem: read_pem(config.auth.rsa_public_key.as_ref())?,
+        ec_public_pem: read_pem(config.auth.ecdsa_public_key.as_ref())?,
+        audience: config.auth.audience.clone(),
+        issuer: config.auth.issuer.clone(),
+    };
+    let verifier = TokenVerifier::new(&keys).map_err(|e| StartError::Keys(e.to_string()))?;
+    let name = if config.server.name.is_empty() {
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "herald".into())
+    } else {
+        config.server.name.clone()
+    };
+    let namespaces = Namespaces {
+        without_namespace: config.channel.without_namespace.clone(),
+        named: config.channel.namespaces.iter().cloned().collect(),
+    };
+    Ok(Node::new(
+        NodeConfig {
+            name,
+            namespaces,
+            limits,
+        },
+        verifier,
+    ))
+}
+
+pub fn router(app: Arc<App>, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/connection/websocket", any(transport::websocket::upgrade))
+        .route("/api/{method}", post(api::handle))
+        .route(
+            "/health",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route("/metrics", get(|| async { metrics::handle().render() }))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(app)
+}
+
+async fn index() -> impl IntoResponse {
+    Html(include_str!("index.html"))
+}
+
+/// Binds and starts serving in the background.
+pub async fn start(config: &Config) -> Result<RunningServer, StartError> {
+    metrics::handle();
+    let node = Arc::new(build_node(config)?);
+    let listener = tokio::net::TcpListener::bind(&config.server.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.server.listen.clone(),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.server.listen.clone(),
+        source,
+    })?;
+    let (trigger, shutdown) = shutdown::channel();
+    if config.api.key.is_empty() {
+        tracing::warn!("api.key is empty: the server API answers 401 to every request");
+    }
+    let app = Arc::new(App {
+        node,
+        api_key: config.api.key.clone(),
+        allowed_origins: config.server.allowed_origins.clone(),
+        max_message_bytes: config.client.max_message_bytes,
+        shutdown: shutdown.clone(),
+        connections: ConnectionTracker::default(),
+    });
+    let router = router(app.clone(), config.api.max_body_bytes);
+    let mut stop = shutdown;
+    let task = tokio::spawn(async move {
+        let serve =
+            axum::serve(listener, router).with_graceful_shutdown(async move { stop.recv().await });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "HTTP server stopped with an error");
+        }
+    });
+    let grace = parse_duration("server.shutdown_grace", &config.server.shutdown_grace)
+        .map_err(StartError::Config)?;
+    tracing::info!(%addr, node = %app.node.name, "herald listening");
+    Ok(RunningServer {
+        addr,
+        app,
+        trigger,
+        grace,
+        task,
+    })
+}
+
+impl RunningServer {
+    /// Stops accepting, closes every client with 3001 so it reconnects elsewhere,
+    /// and waits up to the grace period for connections to drain.
+    pub async fn shutdown(self) {
+        let clients = self.app.node.hub.num_clients();
+        tracing::info!(clients, grace = ?self.grace, "shutting down: closing clients with 3001");
+        self.trigger.notify();
+        let drained = tokio::time::timeout(self.grace, self.app.connections.wait_drained()).await;
+        if drained.is_err() {
+            tracing::warn!(
+                left = self.app.connections.active(),
+                "grace period over; dropping remaining connections"
+            );
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.task).await;
+    }
+}

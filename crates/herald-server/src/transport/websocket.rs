@@ -1,0 +1,153 @@
+//! The WebSocket transport at `/connection/websocket`.
+//!
+//! Each connection runs two tasks. The reader feeds frames, control messages and
+//! timers into the session. The writer drains the outbox, packs everything queued
+//! into one frame, and writes it with one flush; it alone owns the socket's sink,
+//! so fan-out never touches the network.
+
+use crate::app::App;
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::SplitSink;
+use futures_util::{SinkExt, StreamExt};
+use herald_core::metrics as names;
+use herald_core::{Outbox, Session};
+use herald_protocol::{Disconnect, pack_frame};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// How long a closing connection may take to flush its last frame.
+const WRITER_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// Control messages (server API work) a connection may have pending.
+const CONTROL_QUEUE: usize = 64;
+
+pub async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Response {
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    if !app.origin_allowed(origin) {
+        tracing::info!(?origin, "WebSocket upgrade refused: origin not allowed");
+        metrics::counter!(names::DISCONNECTS, "code" => "origin").increment(1);
+        return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
+    }
+    let max = app.max_message_bytes;
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .on_upgrade(move |socket| serve_connection(socket, app))
+}
+
+async fn serve_connection(socket: WebSocket, app: Arc<App>) {
+    let _active = app.connections.enter();
+    let (sink, mut stream) = socket.split();
+    let outbox = Arc::new(Outbox::new(app.node.limits.outbox));
+    let (control_tx, mut control_rx) = mpsc::channel(CONTROL_QUEUE);
+    let mut session = Session::new(app.node.clone(), outbox.clone(), control_tx);
+    let mut writer = tokio::spawn(write_loop(sink, outbox.clone()));
+    let mut writer_done = false;
+    let mut shutdown = app.shutdown.clone();
+    let timer = tokio::time::sleep_until(session.next_deadline().into());
+    tokio::pin!(timer);
+
+    let disconnect: Option<Disconnect> = loop {
+        let step = tokio::select! {
+            message = stream.next() => match message {
+                Some(Ok(Message::Text(text))) => session.handle_frame(text.as_bytes()),
+                Some(Ok(Message::Binary(bytes))) => session.handle_frame(&bytes),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
+                Some(Ok(Message::Close(_))) | None => break None,
+                Some(Err(error)) => break read_error(&error),
+            },
+            Some(control) = control_rx.recv() => session.handle_control(control),
+            _ = &mut timer => session.on_timer(Instant::now().into_std()),
+            _ = outbox.closed() => break None,
+            _ = &mut writer => {
+                writer_done = true;
+                break None;
+            }
+            _ = shutdown.recv() => break Some(Disconnect::SHUTDOWN),
+        };
+        if let Err(disconnect) = step {
+            break Some(disconnect);
+        }
+        timer.as_mut().reset(session.next_deadline().into());
+    };
+
+    let client = session.client_id().map(str::to_owned);
+    session.close();
+    match disconnect {
+        Some(disconnect) => outbox.close(disconnect),
+        None => outbox.close(Disconnect::CONNECTION_CLOSED),
+    }
+    let reason = outbox
+        .close_reason()
+        .unwrap_or(Disconnect::CONNECTION_CLOSED);
+    herald_core::metrics::count_disconnect(reason.code);
+    if reason != Disconnect::CONNECTION_CLOSED {
+        tracing::info!(client = ?client, code = reason.code, reason = %reason.reason, "client disconnected");
+    } else {
+        tracing::debug!(client = ?client, "client closed the connection");
+    }
+    if !writer_done
+        && tokio::time::timeout(WRITER_DRAIN_TIMEOUT, &mut writer)
+            .await
+            .is_err()
+    {
+        // The peer stopped reading: drop the socket rather than wait on it.
+        writer.abort();
+    }
+}
+
+/// A read error either means the frame was too big (1009) or the peer is gone.
+fn read_error(error: &axum::Error) -> Option<Disconnect> {
+    let text = error.to_string();
+    if text.contains("Space limit exceeded")
+        || text.contains("too long")
+        || text.contains("too big")
+    {
+        tracing::info!(%text, "client sent an oversize message");
+        Some(Disconnect::MESSAGE_TOO_BIG)
+    } else {
+        tracing::debug!(%text, "read error");
+        None
+    }
+}
+
+async fn write_loop(mut sink: SplitSink<WebSocket, Message>, outbox: Arc<Outbox>) {
+    loop {
+        let drained = outbox.drain().await;
+        if !drained.messages.is_empty() {
+            let frame = pack_frame(&drained.messages);
+            let len = frame.len();
+            let Ok(text) = Utf8Bytes::try_from(frame) else {
+                tracing::error!("an outgoing frame was not UTF-8; closing the connection");
+                outbox.close(Disconnect::INTERNAL);
+                continue;
+            };
+            if sink.send(Message::Text(text)).await.is_err() {
+                outbox.close(Disconnect::WRITE_ERROR);
+                return;
+            }
+            metrics::counter!(names::BYTES_SENT).increment(len as u64);
+            if let Some(oldest) = drained.oldest {
+                metrics::histogram!(names::PUBLISH_TO_WRITE).record(oldest.elapsed().as_secs_f64());
+            }
+        }
+        if let Some(close) = drained.close {
+            let frame = CloseFrame {
+                code: close.code,
+                reason: Utf8Bytes::from(close.reason.as_ref()),
+            };
+            let _ = sink.send(Message::Close(Some(frame))).await;
+            let _ = sink.close().await;
+            return;
+        }
+    }
+}

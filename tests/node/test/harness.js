@@ -1,0 +1,404 @@
+// Test harness for the Herald Node.js acceptance suite.
+//
+// - writes a temp TOML config and spawns `herald serve --config FILE`
+// - waits for the stdout line `herald listening on http://...`
+// - exposes { url, wsUrl, api(method, body), apiRaw(method, body, opts), stop() }
+// - mints HS256 JWTs with node:crypto (also bad-signature and alg:none tokens)
+// - creates `centrifuge` clients over `ws` with a wire spy (every frame in/out)
+// - waitFor(emitter, event, timeoutMs, predicate) / expectNoEvent(...) helpers
+//
+// This module contains no tests; it is only imported by *.test.js files.
+
+import { spawn } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { mkdtempSync, writeFileSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import WebSocket from 'ws';
+import { Centrifuge } from 'centrifuge';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const NODE_DIR = path.resolve(here, '..');
+export const HERALD_BIN = process.env.HERALD_BIN
+  ? path.resolve(process.env.HERALD_BIN)
+  : path.resolve(NODE_DIR, '../../target/debug/herald');
+
+export const SECRET = 'test-secret';
+export const API_KEY = 'test-api-key';
+
+// ---------------------------------------------------------------- TOML ----
+
+function tomlValue(v) {
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  if (Array.isArray(v)) return `[${v.map(tomlValue).join(', ')}]`;
+  throw new Error(`unsupported TOML value: ${JSON.stringify(v)}`);
+}
+
+function tomlTable(header, obj) {
+  const lines = [header];
+  for (const [k, v] of Object.entries(obj || {})) {
+    if (v === undefined || v === null) continue;
+    lines.push(`${k} = ${tomlValue(v)}`);
+  }
+  return lines.join('\n');
+}
+
+/**
+ * Build a config file text.
+ * opts: { server, auth, api, client, withoutNamespace, namespaces: [{name, ...}] }
+ * Sections are merged over sensible defaults from CONTRACT.md.
+ */
+export function renderConfig(opts = {}) {
+  const server = { listen: '127.0.0.1:0', allowed_origins: [], ...(opts.server || {}) };
+  const auth = { hmac_secret: SECRET, ...(opts.auth || {}) };
+  const api = { key: API_KEY, ...(opts.api || {}) };
+  const client = { allow_anonymous_connect_without_token: false, ...(opts.client || {}) };
+  const parts = [
+    tomlTable('[server]', server),
+    tomlTable('[auth]', auth),
+    tomlTable('[api]', api),
+    tomlTable('[client]', client),
+  ];
+  if (opts.withoutNamespace) {
+    parts.push(tomlTable('[channel.without_namespace]', opts.withoutNamespace));
+  }
+  for (const ns of opts.namespaces || []) {
+    parts.push(tomlTable('[[channel.namespaces]]', ns));
+  }
+  return parts.join('\n\n') + '\n';
+}
+
+// -------------------------------------------------------------- server ----
+
+/**
+ * Start herald with the given config options (see renderConfig).
+ * Returns { url, wsUrl, api, apiRaw, stop, logs() }.
+ */
+export async function startHerald(opts = {}, { startTimeoutMs = 15000, env = {} } = {}) {
+  if (!existsSync(HERALD_BIN)) {
+    throw new Error(`herald binary not found at ${HERALD_BIN} (set HERALD_BIN or build target/debug/herald)`);
+  }
+  const dir = mkdtempSync(path.join(tmpdir(), 'herald-node-'));
+  const configPath = path.join(dir, 'herald.toml');
+  writeFileSync(configPath, renderConfig(opts));
+
+  const child = spawn(HERALD_BIN, ['serve', '--config', configPath], {
+    cwd: dir,
+    env: { ...process.env, RUST_BACKTRACE: '1', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+
+  let stdout = '';
+  let stderr = '';
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (d) => {
+    stderr += d;
+    if (stderr.length > 200000) stderr = stderr.slice(-100000);
+  });
+  child.stdout.setEncoding('utf8');
+
+  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+
+  const url = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      cleanup();
+      child.kill('SIGKILL');
+      reject(new Error(`herald did not print "herald listening on" within ${startTimeoutMs} ms\nstdout:\n${stdout}\nstderr:\n${stderr.slice(-4000)}`));
+    }, startTimeoutMs);
+    const onData = (d) => {
+      stdout += d;
+      const m = stdout.match(/herald listening on (http:\/\/\S+)/);
+      if (m) {
+        cleanup();
+        resolve(m[1].replace(/\/+$/, ''));
+      }
+    };
+    const onExit = (code, signal) => {
+      cleanup();
+      reject(new Error(`herald exited before listening (code ${code}, signal ${signal})\nconfig:\n${renderConfig(opts)}\nstderr:\n${stderr.slice(-4000)}`));
+    };
+    function cleanup() {
+      clearTimeout(timer);
+      child.stdout.off('data', onData);
+      child.off('exit', onExit);
+    }
+    child.stdout.on('data', onData);
+    child.once('exit', onExit);
+  });
+  // keep draining stdout
+  child.stdout.on('data', (d) => { stdout += d; });
+
+  const wsUrl = url.replace(/^http/, 'ws') + '/connection/websocket';
+
+  async function apiRaw(method, body, { key = API_KEY, headers = {}, rawBody } = {}) {
+    const h = { 'Content-Type': 'application/json', ...headers };
+    if (key !== null) h['X-API-Key'] = key;
+    const res = await fetch(`${url}/api/${method}`, {
+      method: 'POST',
+      headers: h,
+      body: rawBody !== undefined ? rawBody : JSON.stringify(body ?? {}),
+      signal: AbortSignal.timeout(5000),
+    });
+    const text = await res.text();
+    let json;
+    try { json = JSON.parse(text); } catch { json = undefined; }
+    return { status: res.status, text, json };
+  }
+
+  /** POST /api/<method>; throws unless HTTP 200 with a JSON body. Returns the parsed body. */
+  async function api(method, body) {
+    const r = await apiRaw(method, body);
+    if (r.status !== 200 || r.json === undefined) {
+      throw new Error(`API ${method} ${JSON.stringify(body)} -> HTTP ${r.status}: ${r.text}`);
+    }
+    return r.json;
+  }
+
+  let stopped = false;
+  async function stop() {
+    if (stopped) return;
+    stopped = true;
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(t);
+    }
+    try { rmSync(dir, { recursive: true, force: true }); } catch { /* ignore */ }
+  }
+
+  return { url, wsUrl, api, apiRaw, stop, logs: () => stderr, configPath, process: child };
+}
+
+// ---------------------------------------------------------------- JWT -----
+
+const b64url = (buf) => Buffer.from(buf).toString('base64url');
+export const nowSec = () => Math.floor(Date.now() / 1000);
+
+/**
+ * Mint a JWT.
+ *  opts.secret   HMAC secret (default SECRET); use a wrong one for bad-signature tokens
+ *  opts.alg      'HS256' (default), 'HS384', 'HS512' or 'none' (unsigned)
+ */
+export function makeToken(claims, { secret = SECRET, alg = 'HS256' } = {}) {
+  const header = { alg, typ: 'JWT' };
+  const signingInput = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(claims))}`;
+  if (alg === 'none') return `${signingInput}.`;
+  const hash = { HS256: 'sha256', HS384: 'sha384', HS512: 'sha512' }[alg];
+  if (!hash) throw new Error(`unsupported alg ${alg}`);
+  const sig = createHmac(hash, secret).update(signingInput).digest();
+  return `${signingInput}.${b64url(sig)}`;
+}
+
+/** Connection token for `user`, valid `ttl` seconds (default 1 h). Extra claims merged in. */
+export function connToken(user, { ttl = 3600, ...extra } = {}, signOpts = {}) {
+  const iat = nowSec();
+  return makeToken({ sub: String(user), iat, exp: iat + ttl, ...extra }, signOpts);
+}
+
+// ------------------------------------------------------------- events -----
+
+/**
+ * Resolve with the first argument of the first `event` emitted by `emitter`
+ * for which `predicate(arg)` is truthy; reject after `timeoutMs`.
+ * Register it BEFORE triggering the action that causes the event.
+ */
+export function waitFor(emitter, event, timeoutMs = 5000, predicate = () => true) {
+  return new Promise((resolve, reject) => {
+    const seen = [];
+    const timer = setTimeout(() => {
+      emitter.off(event, handler);
+      const shown = seen.length ? ` (saw non-matching: ${safeJson(seen.slice(-5))})` : '';
+      reject(new Error(`timed out after ${timeoutMs} ms waiting for '${event}'${shown}`));
+    }, timeoutMs);
+    function handler(arg) {
+      let ok;
+      try { ok = predicate(arg); } catch (e) { ok = false; }
+      if (!ok) { seen.push(arg); return; }
+      clearTimeout(timer);
+      emitter.off(event, handler);
+      resolve(arg);
+    }
+    emitter.on(event, handler);
+  });
+}
+
+/**
+ * Resolve with the payload of `okEvent`; reject if `failEvent` comes first
+ * (error message carries its payload) or after timeoutMs.
+ */
+export function waitForEither(emitter, okEvent, failEvent, timeoutMs = 5000) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      done();
+      reject(new Error(`timed out after ${timeoutMs} ms waiting for '${okEvent}'`));
+    }, timeoutMs);
+    function onOk(arg) { done(); resolve(arg); }
+    function onFail(arg) { done(); reject(new Error(`got '${failEvent}' instead of '${okEvent}': ${safeJson(arg)}`)); }
+    function done() {
+      clearTimeout(timer);
+      emitter.off(okEvent, onOk);
+      emitter.off(failEvent, onFail);
+    }
+    emitter.on(okEvent, onOk);
+    emitter.on(failEvent, onFail);
+  });
+}
+
+/**
+ * Resolve if `event` is NOT emitted within `ms`; reject (with the event payload) if it is.
+ */
+export function expectNoEvent(emitter, event, ms, predicate = () => true) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { emitter.off(event, handler); resolve(); }, ms);
+    function handler(arg) {
+      if (!predicate(arg)) return;
+      clearTimeout(timer);
+      emitter.off(event, handler);
+      reject(new Error(`unexpected '${event}' event: ${safeJson(arg)}`));
+    }
+    emitter.on(event, handler);
+  });
+}
+
+/** Reject after ms if the promise has not settled. */
+export function withTimeout(promise, ms, what = 'operation') {
+  let timer;
+  return Promise.race([
+    promise,
+    new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms); }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/** Await a promise expected to reject; returns the rejection value. */
+export async function rejection(promise, ms = 5000, what = 'call') {
+  let value;
+  try {
+    value = await withTimeout(promise, ms, what);
+  } catch (e) {
+    return e;
+  }
+  throw new Error(`${what} was expected to fail but resolved with ${safeJson(value)}`);
+}
+
+export function safeJson(v) {
+  try { return JSON.stringify(v); } catch { return String(v); }
+}
+
+// ------------------------------------------------------------- clients ----
+
+/**
+ * A `ws` WebSocket subclass that reports every frame on `wire`:
+ *   wire.emit('out', obj) for each command the SDK sends (one per JSON line)
+ *   wire.emit('in', obj)  for each reply/push the server sends
+ *   wire.emit('close', {code, reason})
+ * All are also appended to wire.log.
+ */
+function spyWebSocketClass(wire) {
+  return class SpyWebSocket extends WebSocket {
+    constructor(...args) {
+      super(...args);
+      this.on('message', (data) => {
+        for (const obj of parseLines(data.toString())) {
+          wire.log.push(['in', obj]);
+          wire.emit('in', obj);
+        }
+      });
+      this.on('close', (code, reason) => {
+        const ev = { code, reason: reason.toString() };
+        wire.log.push(['close', ev]);
+        wire.emit('close', ev);
+      });
+    }
+    send(data, ...rest) {
+      if (typeof data === 'string') {
+        const lines = parseLines(data);
+        wire.log.push(['out-frame', lines.length]);
+        wire.emit('out-frame', lines);
+        for (const obj of lines) {
+          wire.log.push(['out', obj]);
+          wire.emit('out', obj);
+        }
+      }
+      return super.send(data, ...rest);
+    }
+  };
+}
+
+function parseLines(text) {
+  const out = [];
+  for (const line of text.split('\n')) {
+    if (!line.trim()) continue;
+    try { out.push(JSON.parse(line)); } catch { out.push({ __unparsed: line }); }
+  }
+  return out;
+}
+
+/**
+ * Track clients so a test file can close all of them in afterEach.
+ */
+export class ClientPool {
+  constructor() { this.clients = new Set(); }
+
+  /**
+   * New (not yet connected) Centrifuge client for server `srv`.
+   * `client.wire` is an EventEmitter with 'in'/'out'/'close' frame events.
+   */
+  create(srv, opts = {}) {
+    const wire = new EventEmitter();
+    wire.log = [];
+    wire.setMaxListeners(100);
+    const client = new Centrifuge(srv.wsUrl, {
+      websocket: spyWebSocketClass(wire),
+      minReconnectDelay: 100,
+      maxReconnectDelay: 500,
+      timeout: 5000,
+      ...opts,
+    });
+    client.setMaxListeners?.(100);
+    client.wire = wire;
+    // keep unhandled 'error' events from being thrown by the emitter
+    client.on('error', () => {});
+    this.clients.add(client);
+    return client;
+  }
+
+  /** Create, connect and wait for 'connected'. Returns [client, connectedCtx]. */
+  async connected(srv, opts = {}, timeoutMs = 5000) {
+    const client = this.create(srv, opts);
+    const p = waitForEither(client, 'connected', 'disconnected', timeoutMs);
+    client.connect();
+    const ctx = await p;
+    return [client, ctx];
+  }
+
+  closeAll() {
+    for (const c of this.clients) {
+      try { c.disconnect(); } catch { /* ignore */ }
+    }
+    this.clients.clear();
+  }
+}
+
+/**
+ * Subscribe `client` to `channel` (client-side subscription) and wait for 'subscribed'.
+ * Rejects with the unsubscribe context if the subscription fails.
+ */
+export async function subscribed(client, channel, opts = {}, timeoutMs = 5000) {
+  const sub = client.newSubscription(channel, opts);
+  sub.on('error', () => {});
+  const p = waitForEither(sub, 'subscribed', 'unsubscribed', timeoutMs);
+  sub.subscribe();
+  await p;
+  return sub;
+}
+
+/** Remove a subscription from the client registry (after unsubscribe). */
+export function dropSubscription(client, sub) {
+  try { sub.unsubscribe(); } catch { /* ignore */ }
+  try { client.removeSubscription(sub); } catch { /* ignore */ }
+}
