@@ -87,6 +87,7 @@ test('expired token: SDK gets error 109, calls getToken and connects with the fr
   });
   const connectErr = waitFor(client, 'error', 5000, (e) => e.type === 'connect');
   const connected = waitForEither(client, 'connected', 'disconnected', 8000);
+  connected.catch(() => {}); // awaited below; avoid an unhandled rejection if connectErr fails first
   client.connect();
   const err = await connectErr;
   assert.equal(err.error.code, 109, `connect error should be 109 token expired: ${safeJson(err)}`);
@@ -113,6 +114,7 @@ test('short-lived token is refreshed via getToken (refresh command) while stayin
 
   const connected = waitForEither(client, 'connected', 'disconnected', 5000);
   const connectReply = waitFor(client.wire, 'in', 5000, (f) => f.connect);
+  connectReply.catch(() => {}); // awaited below
   client.connect();
   const ctx = await connected;
   const reply = (await connectReply).connect;

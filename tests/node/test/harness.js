@@ -207,7 +207,7 @@ export function connToken(user, { ttl = 3600, ...extra } = {}, signOpts = {}) {
  * for which `predicate(arg)` is truthy; reject after `timeoutMs`.
  * Register it BEFORE triggering the action that causes the event.
  */
-export function waitFor(emitter, event, timeoutMs = 5000, predicate = () => true) {
+function waitForRaw(emitter, event, timeoutMs = 5000, predicate = () => true) {
   return new Promise((resolve, reject) => {
     const seen = [];
     const timer = setTimeout(() => {
@@ -231,7 +231,7 @@ export function waitFor(emitter, event, timeoutMs = 5000, predicate = () => true
  * Resolve with the payload of `okEvent`; reject if `failEvent` comes first
  * (error message carries its payload) or after timeoutMs.
  */
-export function waitForEither(emitter, okEvent, failEvent, timeoutMs = 5000) {
+function waitForEitherRaw(emitter, okEvent, failEvent, timeoutMs = 5000) {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       done();
@@ -252,7 +252,7 @@ export function waitForEither(emitter, okEvent, failEvent, timeoutMs = 5000) {
 /**
  * Resolve if `event` is NOT emitted within `ms`; reject (with the event payload) if it is.
  */
-export function expectNoEvent(emitter, event, ms, predicate = () => true) {
+function expectNoEventRaw(emitter, event, ms, predicate = () => true) {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => { emitter.off(event, handler); resolve(); }, ms);
     function handler(arg) {
@@ -264,6 +264,14 @@ export function expectNoEvent(emitter, event, ms, predicate = () => true) {
     emitter.on(event, handler);
   });
 }
+
+// The exported helpers mark their promise as handled: a test that fails on one
+// awaited promise must not also produce unhandled rejections from sibling waits
+// that time out later. Awaiting the returned promise still throws.
+function handled(p) { p.catch(() => {}); return p; }
+export const waitFor = (...a) => handled(waitForRaw(...a));
+export const waitForEither = (...a) => handled(waitForEitherRaw(...a));
+export const expectNoEvent = (...a) => handled(expectNoEventRaw(...a));
 
 /** Reject after ms if the promise has not settled. */
 export function withTimeout(promise, ms, what = 'operation') {

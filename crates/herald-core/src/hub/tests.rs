@@ -1,1 +1,83 @@
+use super::*;
+use crate::outbox::OutboxLimits;
 
+fn client(id: &str, user: &str, max_messages: usize) -> Arc<ClientHandle> {
+    let (control, _) = mpsc::channel(1);
+    Arc::new(ClientHandle {
+        id: id.into(),
+        user: user.into(),
+        outbox: Arc::new(Outbox::new(OutboxLimits {
+            max_messages,
+            max_bytes: 1 << 20,
+        })),
+        control,
+    })
+}
+
+fn info(client: &ClientHandle) -> ClientInfo {
+    ClientInfo {
+        user: client.user.to_string(),
+        client: client.id.to_string(),
+        conn_info: None,
+        chan_info: None,
+    }
+}
+
+#[test]
+fn a_slow_subscriber_is_closed_and_the_others_still_receive() {
+    let hub = Hub::default();
+    let slow = client("slow", "s", 1);
+    let fast = client("fast", "f", 100);
+    hub.subscribe("ch", slow.clone(), false, None);
+    hub.subscribe("ch", fast.clone(), false, None);
+    let message = Bytes::from_static(b"m");
+    assert_eq!(hub.broadcast("ch", &message, Audience::Everyone), 2);
+    assert_eq!(hub.broadcast("ch", &message, Audience::Everyone), 1);
+    assert_eq!(slow.outbox.close_reason(), Some(Disconnect::SLOW));
+    assert!(!fast.outbox.is_closed());
+}
+
+#[test]
+fn join_leave_audience_only_reaches_subscribers_that_asked() {
+    let hub = Hub::default();
+    let wants = client("a", "u1", 10);
+    let does_not = client("b", "u2", 10);
+    hub.subscribe("ch", wants.clone(), true, None);
+    hub.subscribe("ch", does_not.clone(), false, None);
+    assert_eq!(
+        hub.broadcast("ch", &Bytes::from_static(b"j"), Audience::JoinLeave),
+        1
+    );
+}
+
+#[test]
+fn presence_counts_clients_and_distinct_users_and_unsubscribe_cleans_up() {
+    let hub = Hub::default();
+    let tab1 = client("t1", "ann", 10);
+    let tab2 = client("t2", "ann", 10);
+    let bob = client("b", "bob", 10);
+    for c in [&tab1, &tab2, &bob] {
+        hub.subscribe("room", c.clone(), false, Some(info(c)));
+    }
+    assert_eq!(hub.presence_stats("room"), (3, 2));
+    assert_eq!(hub.unsubscribe("room", "t1").unwrap().user, "ann");
+    assert_eq!(hub.presence_stats("room"), (2, 2));
+    hub.unsubscribe("room", "t2");
+    hub.unsubscribe("room", "b");
+    assert_eq!(hub.num_channels(), 0, "empty channels are dropped");
+    assert_eq!(hub.num_subscriptions(), 0);
+}
+
+#[test]
+fn users_index_finds_every_connection_of_a_user() {
+    let hub = Hub::default();
+    let one = client("1", "ann", 10);
+    let two = client("2", "ann", 10);
+    hub.add_client(one.clone());
+    hub.add_client(two.clone());
+    assert_eq!(hub.user_connection_count("ann"), 2);
+    assert_eq!(hub.user_clients("ann", Some("2")).len(), 1);
+    hub.remove_client(&one);
+    hub.remove_client(&two);
+    assert_eq!((hub.num_clients(), hub.num_users()), (0, 0));
+}

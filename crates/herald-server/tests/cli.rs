@@ -1,0 +1,152 @@
+//! The `herald` binary as a user runs it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn herald() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_herald"))
+}
+
+#[test]
+fn version_and_help() {
+    let out = herald().arg("version").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("herald "));
+    let help = herald().arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    for command in ["serve", "genconfig", "checkconfig", "gentoken", "version"] {
+        assert!(text.contains(command), "--help lists {command}");
+    }
+}
+
+#[test]
+fn genconfig_writes_a_config_that_checkconfig_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("herald.toml");
+    let out = herald()
+        .args(["genconfig", "--output"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let again = herald()
+        .args(["genconfig", "--output"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        !again.status.success(),
+        "refuses to overwrite without --force"
+    );
+    let check = herald().arg("checkconfig").arg(&path).output().unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
+
+#[test]
+fn checkconfig_names_each_bad_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[server]\nlisten = 5\n[client]\npong_timeout = \"later\"\n",
+    )
+    .unwrap();
+    let out = herald().arg("checkconfig").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("server"), "{stderr}");
+    assert!(stderr.contains("client.pong_timeout"), "{stderr}");
+    assert!(stderr.contains("2 problem(s) found"), "{stderr}");
+}
+
+#[test]
+fn gentoken_signs_with_the_configured_secret() {
+    let out = herald()
+        .args([
+            "gentoken",
+            "--user",
+            "42",
+            "--ttl",
+            "10m",
+            "--info",
+            "{\"name\":\"Ann\"}",
+            "--channel",
+            "orders:1",
+        ])
+        .env("HERALD_AUTH_HMAC_SECRET", "cli-secret")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.required_spec_claims.clear();
+    let claims = jsonwebtoken::decode::<serde_json::Value>(
+        token.trim(),
+        &jsonwebtoken::DecodingKey::from_secret(b"cli-secret"),
+        &validation,
+    )
+    .unwrap()
+    .claims;
+    assert_eq!(claims["sub"], "42");
+    assert_eq!(claims["channel"], "orders:1");
+    assert_eq!(claims["info"]["name"], "Ann");
+    let ttl = claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap();
+    assert_eq!(ttl, 600);
+    let no_secret = herald()
+        .args(["gentoken", "--user", "1"])
+        .env_remove("HERALD_AUTH_HMAC_SECRET")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&no_secret.stderr).contains("auth.hmac_secret"));
+}
+
+#[test]
+fn serve_with_dev_defaults_prints_where_to_look_and_stops_on_sigterm() {
+    let mut child = herald()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(
+        first.starts_with("herald listening on http://127.0.0.1:"),
+        "{first}"
+    );
+    let banner: Vec<String> = lines.by_ref().take(14).map(Result::unwrap).collect();
+    let banner = banner.join("\n");
+    for expected in [
+        "API key:",
+        "HMAC secret:",
+        "curl -s -X POST",
+        "Token (user \"demo\"",
+    ] {
+        assert!(
+            banner.contains(expected),
+            "banner shows {expected}:\n{banner}"
+        );
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "herald did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
