@@ -4,7 +4,6 @@ then that a separate well-behaved client is unaffected."""
 
 import asyncio
 import json
-import warnings
 
 import pytest
 import websockets
@@ -44,31 +43,15 @@ async def test_invalid_json_closes_3501(herald, sdk, when, payload):
 
 
 async def test_unknown_command(herald, sdk):
-    """No contract line names this case. Accept only a precise protocol answer
-    and report which one the server gave (see the warnings summary):
-    - error reply 104 "method not found" (Centrifugo's code table: "method sent
-      in command does not exist"), or 107 "bad request", with the connection
-      still usable afterwards; or
-    - close 3501 "bad request"."""
+    """A command with an id but no method Herald knows answers error 104
+    "method not found" (docs/protocol.md) and the connection stays usable."""
     ws = await _connected_ws(herald)
     await ws.send(json.dumps({"id": 2, "foo": {}}))
-    outcome = None
-    try:
-        reply = await ws_read_until(ws, lambda r: r.get("id") == 2)
-        outcome = f"error reply {reply.get('error')}"
-        assert reply.get("error", {}).get("code") in (104, 107), f"unknown command: unexpected reply {reply!r}"
-        # Connection stays usable after an error reply.
-        await ws.send(json.dumps({"id": 3, "subscribe": {"channel": unique("after-unknown")}}))
-        ok = await ws_read_until(ws, lambda r: r.get("id") == 3)
-        assert "error" not in ok, ok
-    except Exception as e:  # closed instead of replying
-        if not isinstance(e, websockets.ConnectionClosed):
-            raise
-        code = e.rcvd.code if e.rcvd else None
-        reason = e.rcvd.reason if e.rcvd else None
-        outcome = f"close {code} {reason!r}"
-        assert code == 3501, f"unknown command: expected reply 104/107 or close 3501, got close {code} {reason!r}"
-    warnings.warn(f"HERALD unknown command {{\"id\":2,\"foo\":{{}}}} -> {outcome}")
+    reply = await ws_read_until(ws, lambda r: r.get("id") == 2)
+    assert reply.get("error", {}).get("code") == 104, f"unknown command: unexpected reply {reply!r}"
+    await ws.send(json.dumps({"id": 3, "subscribe": {"channel": unique("after-unknown")}}))
+    ok = await ws_read_until(ws, lambda r: r.get("id") == 3)
+    assert "error" not in ok, ok
     await assert_server_healthy(herald, sdk)
 
 
