@@ -58,14 +58,30 @@ struct Subscription {
     expire_at: Option<Instant>,
 }
 
-/// The seconds until `exp`, and the instant the connection or subscription must
-/// be refreshed by (with the configured grace).
-fn expiry(exp: u64, grace: Duration) -> (u32, Instant) {
-    let ttl = exp.saturating_sub(crate::unix_now());
-    (
-        ttl as u32,
-        Instant::now() + Duration::from_secs(ttl) + grace,
-    )
+/// What a token's `exp` means for the reply (`expires`, `ttl`) and for the
+/// timer: the instant the connection or subscription must be refreshed by.
+struct Expiry {
+    expires: bool,
+    ttl: u32,
+    deadline: Option<Instant>,
+}
+
+fn expiry(exp: Option<u64>, grace: Duration) -> Expiry {
+    match exp {
+        Some(exp) => {
+            let ttl = exp.saturating_sub(crate::unix_now());
+            Expiry {
+                expires: true,
+                ttl: ttl as u32,
+                deadline: Some(Instant::now() + Duration::from_secs(ttl) + grace),
+            }
+        }
+        None => Expiry {
+            expires: false,
+            ttl: 0,
+            deadline: None,
+        },
+    }
 }
 
 impl Session {
@@ -260,18 +276,12 @@ impl Session {
                 }
                 let grace = self.node.limits.expired_close_delay;
                 let c = self.connected();
-                let (expires, ttl) = match expire_at {
-                    Some(exp) => {
-                        let (ttl, close_at) = expiry(exp, grace);
-                        c.expire_close_at = Some(close_at);
-                        (true, ttl)
-                    }
-                    None => {
-                        c.expire_close_at = None;
-                        (false, 0)
-                    }
-                };
-                let _ = c.handle.outbox.push(push::refresh(expires, ttl));
+                let expiry = expiry(expire_at, grace);
+                c.expire_close_at = expiry.deadline;
+                let _ = c
+                    .handle
+                    .outbox
+                    .push(push::refresh(expiry.expires, expiry.ttl));
             }
         }
         Ok(())

@@ -52,13 +52,7 @@ impl Session {
             outbox: self.outbox.clone(),
             control: self.control.clone(),
         });
-        let (expires, ttl, expire_close_at) = match claims.exp {
-            Some(exp) => {
-                let (ttl, close_at) = expiry(exp, limits.expired_close_delay);
-                (true, ttl, Some(close_at))
-            }
-            None => (false, 0, None),
-        };
+        let expiry = expiry(claims.exp, limits.expired_close_delay);
         self.node.register(handle.clone());
         let now = Instant::now();
         self.state = State::Connected(Box::new(Connected {
@@ -69,7 +63,7 @@ impl Session {
                 conn_info: claims.info,
                 chan_info: None,
             },
-            expire_close_at,
+            expire_close_at: expiry.deadline,
             subscriptions: Default::default(),
             next_ping: now + limits.ping_interval,
             pong_deadline: None,
@@ -94,8 +88,8 @@ impl Session {
         let result = ConnectResult {
             client: &client_id,
             version: node.version,
-            expires,
-            ttl,
+            expires: expiry.expires,
+            ttl: expiry.ttl,
             data: None,
             subs,
             ping: limits.ping_interval.as_secs() as u32,
@@ -131,23 +125,14 @@ impl Session {
             tracing::info!(user = %c.info.user, token_user = %claims.sub, "refresh token is for another user");
             return Err(Disconnect::INVALID_TOKEN);
         }
-        let (expires, ttl) = match claims.exp {
-            Some(exp) => {
-                let (ttl, close_at) = expiry(exp, grace);
-                c.expire_close_at = Some(close_at);
-                (true, ttl)
-            }
-            None => {
-                c.expire_close_at = None;
-                (false, 0)
-            }
-        };
+        let expiry = expiry(claims.exp, grace);
+        c.expire_close_at = expiry.deadline;
         let client = c.handle.id.clone();
         let result = RefreshResult {
             client: &client,
             version,
-            expires,
-            ttl,
+            expires: expiry.expires,
+            ttl: expiry.ttl,
         };
         self.reply(id, "refresh", &result);
         Ok(())

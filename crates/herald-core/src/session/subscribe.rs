@@ -42,17 +42,11 @@ impl Session {
         let join_leave =
             options.join_leave && (options.force_push_join_leave || request.join_leave);
         let grace = self.node.limits.expired_close_delay;
-        let (expires, ttl, expire_at) = match grant.exp {
-            Some(exp) => {
-                let (ttl, at) = expiry(exp, grace);
-                (true, ttl, Some(at))
-            }
-            None => (false, 0, None),
-        };
-        self.add_subscription(channel, join_leave, grant.info, expire_at);
+        let expiry = expiry(grant.exp, grace);
+        self.add_subscription(channel, join_leave, grant.info, expiry.deadline);
         let result = SubscribeResult {
-            expires,
-            ttl,
+            expires: expiry.expires,
+            ttl: expiry.ttl,
             ..Default::default()
         };
         self.reply(id, "subscribe", &result);
@@ -204,18 +198,13 @@ impl Session {
             self.error(id, ErrorCode::PERMISSION_DENIED);
             return Ok(());
         };
-        let (expires, ttl) = match claims.exp {
-            Some(exp) => {
-                let (ttl, at) = expiry(exp, grace);
-                subscription.expire_at = Some(at);
-                (true, ttl)
-            }
-            None => {
-                subscription.expire_at = None;
-                (false, 0)
-            }
+        let expiry = expiry(claims.exp, grace);
+        subscription.expire_at = expiry.deadline;
+        let result = SubRefreshResult {
+            expires: expiry.expires,
+            ttl: expiry.ttl,
         };
-        self.reply(id, "sub_refresh", &SubRefreshResult { expires, ttl });
+        self.reply(id, "sub_refresh", &result);
         Ok(())
     }
 }
