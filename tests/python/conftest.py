@@ -2,7 +2,9 @@
 
 Every test gets its own Herald process (``herald serve --config FILE`` with
 ``listen = "127.0.0.1:0"``), started from ``$HERALD_BIN`` or
-``<repo>/target/debug/herald``, and stopped with SIGTERM at teardown.
+``<repo>/target/debug/herald``, and stopped with SIGTERM at teardown. The
+process, config and token helpers are in ``herald_harness.py``; this file holds
+the fixtures and the client-side helpers the tests import.
 
 The clients under test are the published ones: ``centrifuge-python`` (import
 ``centrifuge``) for the WebSocket client protocol and ``cent`` for the server
@@ -12,25 +14,12 @@ HTTP API. ``websockets`` is used directly only for deliberately bad input.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import json
-import os
-import queue
-import re
-import signal
-import subprocess
-import tempfile
-import threading
-import time
 import uuid
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
 
 import pytest
-import requests
 import websockets
 
 import cent
@@ -43,289 +32,12 @@ from centrifuge import (
     SubscriptionState,
 )
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_BIN = REPO / "target" / "debug" / "herald"
-
-HMAC_SECRET = "test-secret"
-API_KEY = "test-api-key"
-
-# How long any single expected event may take to show up.
-EVENT_TIMEOUT = 5.0
-# How long the server may take to start and print its listening line.
-STARTUP_TIMEOUT = 20.0
-SHUTDOWN_TIMEOUT = 10.0
-
-LISTEN_RE = re.compile(r"herald listening on (http://\S+)")
+from herald_harness import EVENT_TIMEOUT, Herald, start_herald, stop_proc
 
 
 # --------------------------------------------------------------------------
-# Config
+# Herald fixtures
 # --------------------------------------------------------------------------
-
-CONFIG_TEMPLATE = """\
-[server]
-listen = "127.0.0.1:0"
-allowed_origins = {allowed_origins}
-
-[auth]
-hmac_secret = "{hmac_secret}"
-
-[api]
-key = "{api_key}"
-
-[client]
-allow_anonymous_connect_without_token = false
-ping_interval = "{ping_interval}"
-pong_timeout = "{pong_timeout}"
-channel_limit = {channel_limit}
-user_connection_limit = {user_connection_limit}
-max_message_bytes = {max_message_bytes}
-
-[channel.without_namespace]
-allow_subscribe_for_client = true
-allow_publish_for_subscriber = true
-allow_publish_for_client = false
-allow_presence_for_subscriber = true
-presence = true
-join_leave = true
-force_push_join_leave = true
-
-[[channel.namespaces]]
-name = "dm"
-allow_subscribe_for_client = true
-allow_user_limited_channels = true
-
-[[channel.namespaces]]
-name = "private"
-"""
-
-CONFIG_DEFAULTS: Dict[str, Any] = {
-    "allowed_origins": "[]",
-    "hmac_secret": HMAC_SECRET,
-    "api_key": API_KEY,
-    "ping_interval": "25s",
-    "pong_timeout": "10s",
-    "channel_limit": 128,
-    "user_connection_limit": 0,
-    "max_message_bytes": 65536,
-}
-
-
-def render_config(**overrides: Any) -> str:
-    unknown = set(overrides) - set(CONFIG_DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown config override(s): {sorted(unknown)}")
-    values = dict(CONFIG_DEFAULTS)
-    values.update(overrides)
-    return CONFIG_TEMPLATE.format(**values)
-
-
-# --------------------------------------------------------------------------
-# JWT minting (HS256/384/512 and alg:none), no PyJWT needed
-# --------------------------------------------------------------------------
-
-_DIGESTS = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
-
-
-def _b64url(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def jwt_encode(claims: Dict[str, Any], secret: str, alg: str = "HS256") -> str:
-    header = {"alg": alg, "typ": "JWT"}
-    signing_input = (
-        _b64url(json.dumps(header, separators=(",", ":")).encode())
-        + "."
-        + _b64url(json.dumps(claims, separators=(",", ":")).encode())
-    )
-    if alg.lower() == "none":
-        return signing_input + "."
-    digest = _DIGESTS[alg]
-    sig = hmac.new(secret.encode(), signing_input.encode("ascii"), digest).digest()
-    return signing_input + "." + _b64url(sig)
-
-
-class Tokens:
-    """Mints connection and subscription tokens for one server's secret."""
-
-    def __init__(self, secret: str):
-        self.secret = secret
-
-    def connection(
-        self,
-        user: str = "42",
-        ttl: Optional[int] = 3600,
-        *,
-        info: Any = None,
-        channels: Optional[List[str]] = None,
-        subs: Optional[Dict[str, Any]] = None,
-        alg: str = "HS256",
-        secret: Optional[str] = None,
-        **extra: Any,
-    ) -> str:
-        now = int(time.time())
-        claims: Dict[str, Any] = {"sub": user, "iat": now}
-        if ttl is not None:
-            claims["exp"] = now + ttl
-        if info is not None:
-            claims["info"] = info
-        if channels is not None:
-            claims["channels"] = channels
-        if subs is not None:
-            claims["subs"] = subs
-        claims.update(extra)
-        return jwt_encode(claims, self.secret if secret is None else secret, alg)
-
-    def subscription(self, user: str, channel: str, ttl: int = 3600, **extra: Any) -> str:
-        now = int(time.time())
-        claims = {"sub": user, "channel": channel, "iat": now, "exp": now + ttl}
-        claims.update(extra)
-        return jwt_encode(claims, self.secret)
-
-    def expired(self, user: str = "42") -> str:
-        now = int(time.time())
-        return jwt_encode({"sub": user, "iat": now - 7200, "exp": now - 3600}, self.secret)
-
-    def bad_signature(self, user: str = "42") -> str:
-        return self.connection(user, secret=self.secret + "-but-wrong")
-
-    def alg_none(self, user: str = "42") -> str:
-        return self.connection(user, alg="none")
-
-
-# --------------------------------------------------------------------------
-# Herald process
-# --------------------------------------------------------------------------
-
-
-@dataclass
-class Herald:
-    proc: subprocess.Popen
-    url: str
-    config_path: Path
-    log_path: Path
-    api_key: str
-    tokens: Tokens
-    cent: cent.Client
-    acent: Optional[cent.AsyncClient] = None
-    stdout_lines: List[str] = field(default_factory=list)
-
-    @property
-    def ws_url(self) -> str:
-        return self.url.replace("http://", "ws://", 1) + "/connection/websocket"
-
-    @property
-    def api_url(self) -> str:
-        return self.url + "/api"
-
-    def token(self, user: str = "42", **kw: Any) -> str:
-        return self.tokens.connection(user, **kw)
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def log_tail(self, n: int = 60) -> str:
-        try:
-            lines = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return "<no log>"
-        return "\n".join(lines[-n:])
-
-
-def herald_binary() -> Path:
-    return Path(os.environ.get("HERALD_BIN") or DEFAULT_BIN)
-
-
-def _start_herald(workdir: Path, **overrides: Any) -> Herald:
-    binary = herald_binary()
-    if not binary.exists():
-        pytest.fail(
-            f"herald binary not found at {binary}: build it (target/debug/herald) "
-            f"or set HERALD_BIN",
-            pytrace=False,
-        )
-    workdir.mkdir(parents=True, exist_ok=True)
-    config_path = workdir / "herald.toml"
-    config_path.write_text(render_config(**overrides))
-    log_path = workdir / "herald.stderr.log"
-    log_file = open(log_path, "wb")
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HERALD_")}
-    env.setdefault("RUST_LOG", "info")
-    env.setdefault("RUST_BACKTRACE", "1")
-    proc = subprocess.Popen(
-        [str(binary), "serve", "--config", str(config_path)],
-        stdout=subprocess.PIPE,
-        stderr=log_file,
-        stdin=subprocess.DEVNULL,
-        cwd=str(workdir),
-        env=env,
-    )
-    log_file.close()
-
-    lines: "queue.Queue[Optional[str]]" = queue.Queue()
-    seen: List[str] = []
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            line = raw.decode(errors="replace").rstrip("\n")
-            seen.append(line)
-            lines.put(line)
-        lines.put(None)
-
-    threading.Thread(target=pump, daemon=True).start()
-
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    url = None
-    while url is None:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        try:
-            line = lines.get(timeout=remaining)
-        except queue.Empty:
-            break
-        if line is None:
-            break
-        m = LISTEN_RE.search(line)
-        if m:
-            url = m.group(1).rstrip("/")
-    if url is None:
-        _stop_proc(proc)
-        tail = log_path.read_text(errors="replace")[-4000:]
-        pytest.fail(
-            f"herald did not print 'herald listening on http://...' within "
-            f"{STARTUP_TIMEOUT}s (exit code {proc.poll()}); stdout={seen!r}\n"
-            f"stderr tail:\n{tail}",
-            pytrace=False,
-        )
-
-    session = requests.Session()
-    session.trust_env = False
-    sync_client = cent.Client(url + "/api", API_KEY if "api_key" not in overrides else overrides["api_key"],
-                              timeout=5.0, session=session)
-    return Herald(
-        proc=proc,
-        url=url,
-        config_path=config_path,
-        log_path=log_path,
-        api_key=overrides.get("api_key", API_KEY),
-        tokens=Tokens(overrides.get("hmac_secret", HMAC_SECRET)),
-        cent=sync_client,
-        stdout_lines=seen,
-    )
-
-
-def _stop_proc(proc: subprocess.Popen) -> Optional[int]:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=SHUTDOWN_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-    return proc.returncode
 
 
 @pytest.fixture
@@ -334,7 +46,7 @@ async def herald_factory(tmp_path):
     started: List[Herald] = []
 
     async def start(**overrides: Any) -> Herald:
-        h = _start_herald(tmp_path / f"herald-{len(started)}", **overrides)
+        h = start_herald(tmp_path / f"herald-{len(started)}", **overrides)
         h.acent = cent.AsyncClient(h.api_url, h.api_key, timeout=5.0)
         started.append(h)
         return h
@@ -346,7 +58,7 @@ async def herald_factory(tmp_path):
             await h.acent.close()
         h.cent.close()
         alive_before_stop = h.alive()
-        _stop_proc(h.proc)
+        stop_proc(h.proc)
         if not alive_before_stop:
             # Shows up only when the test failed (captured teardown output).
             print(f"herald exited early with code {h.proc.returncode}; stderr tail:\n{h.log_tail()}")
@@ -409,65 +121,43 @@ class EventLog:
                 pass
 
 
-class RecordingClientEvents(ClientEventHandler):
+def _recorder(recorded_as: str):
+    async def handler(self, ctx: Any) -> None:
+        self.log.record(recorded_as, ctx)
+
+    return handler
+
+
+def _recording_handler(name: str, base: type, events: Dict[str, str]) -> type:
+    """Subclass of the SDK handler ``base`` whose ``on_<event>`` methods record
+    each callback in ``self.log`` as ``events[event]``."""
+    unknown = [e for e in events if not hasattr(base, f"on_{e}")]
+    if unknown:
+        raise TypeError(f"{base.__name__} has no handler for {unknown}")
+
     def __init__(self, log: EventLog):
         self.log = log
 
-    async def on_connecting(self, ctx):
-        self.log.record("connecting", ctx)
-
-    async def on_connected(self, ctx):
-        self.log.record("connected", ctx)
-
-    async def on_disconnected(self, ctx):
-        self.log.record("disconnected", ctx)
-
-    async def on_error(self, ctx):
-        self.log.record("error", ctx)
-
-    async def on_subscribed(self, ctx):
-        self.log.record("server_subscribed", ctx)
-
-    async def on_subscribing(self, ctx):
-        self.log.record("server_subscribing", ctx)
-
-    async def on_unsubscribed(self, ctx):
-        self.log.record("server_unsubscribed", ctx)
-
-    async def on_publication(self, ctx):
-        self.log.record("server_publication", ctx)
-
-    async def on_join(self, ctx):
-        self.log.record("server_join", ctx)
-
-    async def on_leave(self, ctx):
-        self.log.record("server_leave", ctx)
+    methods = {f"on_{event}": _recorder(recorded_as) for event, recorded_as in events.items()}
+    return type(name, (base,), {"__init__": __init__, **methods})
 
 
-class RecordingSubEvents(SubscriptionEventHandler):
-    def __init__(self, log: EventLog):
-        self.log = log
+# Connection-level events keep their name; the client's server-side
+# subscription events are recorded with a "server_" prefix.
+RecordingClientEvents = _recording_handler(
+    "RecordingClientEvents",
+    ClientEventHandler,
+    {
+        **{e: e for e in ("connecting", "connected", "disconnected", "error")},
+        **{e: f"server_{e}" for e in ("subscribed", "subscribing", "unsubscribed", "publication", "join", "leave")},
+    },
+)
 
-    async def on_subscribing(self, ctx):
-        self.log.record("subscribing", ctx)
-
-    async def on_subscribed(self, ctx):
-        self.log.record("subscribed", ctx)
-
-    async def on_unsubscribed(self, ctx):
-        self.log.record("unsubscribed", ctx)
-
-    async def on_publication(self, ctx):
-        self.log.record("publication", ctx)
-
-    async def on_join(self, ctx):
-        self.log.record("join", ctx)
-
-    async def on_leave(self, ctx):
-        self.log.record("leave", ctx)
-
-    async def on_error(self, ctx):
-        self.log.record("error", ctx)
+RecordingSubEvents = _recording_handler(
+    "RecordingSubEvents",
+    SubscriptionEventHandler,
+    {e: e for e in ("subscribing", "subscribed", "unsubscribed", "publication", "join", "leave", "error")},
+)
 
 
 @dataclass

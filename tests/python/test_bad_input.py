@@ -78,25 +78,17 @@ async def test_oversize_frame_closes_1009(herald, sdk):
     await assert_server_healthy(herald, sdk)
 
 
-async def test_bad_signature_token_closes_3500(herald, sdk):
+@pytest.mark.parametrize(
+    "make_token",
+    [
+        pytest.param(lambda tokens: tokens.bad_signature("42"), id="bad_signature"),
+        pytest.param(lambda tokens: "not.a.jwt", id="malformed"),
+        pytest.param(lambda tokens: tokens.alg_none("42"), id="alg_none"),
+    ],
+)
+async def test_invalid_token_closes_3500(herald, sdk, make_token):
     ws = await ws_open(herald)
-    await ws.send(json.dumps({"id": 1, "connect": {"token": herald.tokens.bad_signature("42")}}))
-    code, reason, seen = await ws_expect_close(ws)
-    assert code == 3500, f"got close {code} {reason!r}, replies {seen!r}"
-    await assert_server_healthy(herald, sdk)
-
-
-async def test_malformed_token_closes_3500(herald, sdk):
-    ws = await ws_open(herald)
-    await ws.send(json.dumps({"id": 1, "connect": {"token": "not.a.jwt"}}))
-    code, reason, seen = await ws_expect_close(ws)
-    assert code == 3500, f"got close {code} {reason!r}, replies {seen!r}"
-    await assert_server_healthy(herald, sdk)
-
-
-async def test_alg_none_token_closes_3500(herald, sdk):
-    ws = await ws_open(herald)
-    await ws.send(json.dumps({"id": 1, "connect": {"token": herald.tokens.alg_none("42")}}))
+    await ws.send(json.dumps({"id": 1, "connect": {"token": make_token(herald.tokens)}}))
     code, reason, seen = await ws_expect_close(ws)
     assert code == 3500, f"got close {code} {reason!r}, replies {seen!r}"
     await assert_server_healthy(herald, sdk)

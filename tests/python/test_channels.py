@@ -9,6 +9,15 @@ from centrifuge import ReplyError, SubscriptionState
 from conftest import eventually, unique
 
 
+async def _alice_and_bob(sdk):
+    """Connected clients for users 42 (Alice) and 43 (Bob), each with conn info."""
+    alice = sdk("42", info={"name": "Alice"})
+    bob = sdk("43", info={"name": "Bob"})
+    await alice.connect()
+    await bob.connect()
+    return alice, bob
+
+
 async def test_subscribe_and_receive_cent_publish(herald, sdk):
     c = sdk("42")
     await c.connect()
@@ -131,10 +140,7 @@ async def test_private_namespace_needs_subscription_token(herald, sdk):
 
 async def test_presence_and_stats_two_users(herald, sdk):
     channel = unique("room")
-    alice = sdk("42", info={"name": "Alice"})
-    bob = sdk("43", info={"name": "Bob"})
-    await alice.connect()
-    await bob.connect()
+    alice, bob = await _alice_and_bob(sdk)
     sa = await alice.subscribe(channel)
     await bob.subscribe(channel)
 
@@ -188,10 +194,7 @@ async def test_presence_denied_for_non_subscriber(herald, sdk):
 
 async def test_join_leave_events(herald, sdk):
     channel = unique("lobby")
-    alice = sdk("42", info={"name": "Alice"})
-    bob = sdk("43", info={"name": "Bob"})
-    await alice.connect()
-    await bob.connect()
+    alice, bob = await _alice_and_bob(sdk)
     sa = await alice.subscribe(channel, join_leave=True)
 
     sb = await bob.subscribe(channel)

@@ -4,6 +4,7 @@
 //! `without_namespace` options. A `#` makes a channel user-limited:
 //! `dm:#42,43` may only be subscribed by users 42 and 43.
 
+use crate::history::Retention;
 use herald_protocol::ErrorCode;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -40,6 +41,28 @@ pub struct ChannelOptions {
     pub force_positioning: bool,
     pub allow_positioning: bool,
     pub force_recovery_mode: Option<String>,
+    /// Most publications one recovery may replay; 0 means history_size.
+    pub recovery_max_publication_limit: usize,
+}
+
+impl ChannelOptions {
+    /// How much history the namespace keeps; none unless both size and TTL are set.
+    pub fn retention(&self) -> Retention {
+        let ttl = self
+            .history_ttl
+            .as_deref()
+            .and_then(|ttl| humantime::parse_duration(ttl).ok())
+            .unwrap_or_default();
+        Retention {
+            size: self.history_size,
+            ttl,
+        }
+    }
+
+    /// Cache mode: a subscribe gets the latest publication, as a live document.
+    pub fn cache_mode(&self) -> bool {
+        self.force_recovery_mode.as_deref() == Some("cache")
+    }
 }
 
 /// The namespaces a server knows, looked up by channel name.

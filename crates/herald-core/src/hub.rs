@@ -11,7 +11,7 @@ use herald_protocol::{ClientInfo, Disconnect};
 use serde_json::value::RawValue;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::sync::mpsc;
 
@@ -68,6 +68,17 @@ impl ClientHandle {
 struct Subscriber {
     client: Arc<ClientHandle>,
     join_leave: bool,
+    /// For positioned subscriptions, the offset last delivered; a publication
+    /// that skips one means the client lost its place and must recover.
+    position: Option<AtomicU64>,
+}
+
+/// How one subscription wants its channel's messages.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SubscriberOptions {
+    pub join_leave: bool,
+    /// Set for positioned subscriptions: the stream top at subscribe time.
+    pub positioned_at: Option<u64>,
 }
 
 #[derive(Default)]
@@ -172,7 +183,7 @@ impl Hub {
         &self,
         channel: &str,
         client: Arc<ClientHandle>,
-        join_leave: bool,
+        options: SubscriberOptions,
         presence: Option<ClientInfo>,
     ) {
         let mut channels = write(&self.channels[self.shard(channel)]);
@@ -183,7 +194,14 @@ impl Hub {
         let id = client.id.clone();
         if state
             .subscribers
-            .insert(id, Subscriber { client, join_leave })
+            .insert(
+                id,
+                Subscriber {
+                    client,
+                    join_leave: options.join_leave,
+                    position: options.positioned_at.map(AtomicU64::new),
+                },
+            )
             .is_none()
         {
             self.subscriptions.fetch_add(1, Ordering::Relaxed);
@@ -209,6 +227,18 @@ impl Hub {
     /// Hands `message` to every subscriber of `channel` in `audience`; returns how
     /// many took it. Never awaits: a full outbox disconnects its owner instead.
     pub fn broadcast(&self, channel: &str, message: &Bytes, audience: Audience) -> usize {
+        self.broadcast_at(channel, message, audience, 0)
+    }
+
+    /// Like `broadcast`, for a publication at `offset` (0: none). A positioned
+    /// subscriber that would see a gap is disconnected with 3010 to recover.
+    pub fn broadcast_at(
+        &self,
+        channel: &str,
+        message: &Bytes,
+        audience: Audience,
+        offset: u64,
+    ) -> usize {
         let channels = read(&self.channels[self.shard(channel)]);
         let Some(state) = channels.get(channel) else {
             return 0;
@@ -217,6 +247,19 @@ impl Hub {
         for subscriber in state.subscribers.values() {
             if audience == Audience::JoinLeave && !subscriber.join_leave {
                 continue;
+            }
+            if offset > 0
+                && let Some(position) = &subscriber.position
+            {
+                let previous = position.swap(offset, Ordering::Relaxed);
+                if offset != previous + 1 {
+                    tracing::info!(client = %subscriber.client.id, %channel, previous, offset, "positioned subscriber missed a publication");
+                    subscriber
+                        .client
+                        .outbox
+                        .close(Disconnect::INSUFFICIENT_STATE);
+                    continue;
+                }
             }
             if subscriber.client.send(message.clone()) {
                 delivered += 1;

@@ -8,12 +8,18 @@
 //! - [`token`]: connection and subscription JWTs.
 //! - [`outbox`]: the bounded per-connection queue that fan-out writes into.
 //! - [`hub`]: the sharded subscription registry, presence and fan-out.
+//! - [`history`]: per-channel streams: offsets, epochs, retention, recovery.
+//! - [`engine`]: publishing: offsets, idempotency, fan-out under the stream lock.
+//! - [`durable`]: the group-commit writer and the trait durable stores implement.
 //! - [`session`]: one client's state machine: commands in, replies out.
 //! - [`node`]: the shared state of one server and the server-API operations.
 //! - [`metrics`]: metric names, so transports and core report the same series.
 #![forbid(unsafe_code)]
 
 pub mod channel;
+pub mod durable;
+pub mod engine;
+pub mod history;
 pub mod hub;
 pub mod metrics;
 pub mod node;
@@ -22,7 +28,7 @@ pub mod session;
 pub mod token;
 
 pub use channel::{ChannelOptions, Namespaces};
-pub use hub::{ClientHandle, Control, Hub};
+pub use hub::{ClientHandle, Control, Hub, SubscriberOptions};
 pub use node::{ClientLimits, Node, NodeConfig};
 pub use outbox::{Outbox, OutboxLimits};
 pub use session::Session;

@@ -16,6 +16,10 @@ pub const ERRORS: &str = "herald_client_errors_total";
 pub const DISCONNECTS: &str = "herald_disconnects_total";
 pub const API_REQUESTS: &str = "herald_api_requests_total";
 pub const API_ERRORS: &str = "herald_api_errors_total";
+pub const RECOVERIES: &str = "herald_recoveries_total";
+pub const COMMIT_SECONDS: &str = "herald_history_commit_seconds";
+pub const COMMITTED: &str = "herald_history_committed_total";
+pub const COMMIT_ERRORS: &str = "herald_history_commit_errors_total";
 
 pub fn count_error(code: u32) {
     metrics::counter!(ERRORS, "code" => code.to_string()).increment(1);

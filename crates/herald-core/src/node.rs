@@ -1,15 +1,17 @@
 //! One server's shared state, and the operations the server API performs on it.
 
 use crate::channel::{self, Namespaces};
+use crate::durable::{DurableLog, Snapshot};
+use crate::engine::{Draft, Engine};
+use crate::history::{HistoryError, HistoryQuery, Position, StoredPublication, now_ms};
 use crate::hub::{Audience, ClientHandle, Control, Hub};
 use crate::metrics;
 use crate::outbox::OutboxLimits;
 use crate::token::TokenVerifier;
-use herald_protocol::push::{self, ClientInfo, Publication};
+use herald_protocol::push::{self, ClientInfo};
 use herald_protocol::reply::PresenceStatsResult;
 use herald_protocol::{Disconnect, ErrorCode};
 use serde_json::value::RawValue;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -57,8 +59,16 @@ pub struct Node {
     pub namespaces: Namespaces,
     pub limits: ClientLimits,
     pub verifier: TokenVerifier,
-    pub hub: Hub,
+    pub hub: Arc<Hub>,
+    pub engine: Engine,
     started: Instant,
+}
+
+/// How a publish should be made.
+#[derive(Debug, Default)]
+pub struct PublishOptions {
+    pub skip_history: bool,
+    pub idempotency_key: Option<String>,
 }
 
 /// One node's counts, as the `info` API reports them.
@@ -75,7 +85,39 @@ pub struct NodeInfo {
 }
 
 impl Node {
+    /// A node whose history lives in memory only.
     pub fn new(config: NodeConfig, verifier: TokenVerifier) -> Self {
+        let hub = Arc::new(Hub::default());
+        let engine = Engine::in_memory(hub.clone());
+        Self::assemble(config, verifier, hub, engine)
+    }
+
+    /// A node whose history is committed to `log` before it is acknowledged;
+    /// `snapshot` is what the log held at start-up.
+    pub fn durable(
+        config: NodeConfig,
+        verifier: TokenVerifier,
+        log: Arc<dyn DurableLog>,
+        snapshot: Snapshot,
+    ) -> Self {
+        let hub = Arc::new(Hub::default());
+        let namespaces = config.namespaces.clone();
+        let retention_of = move |channel: &str| {
+            namespaces
+                .options(channel)
+                .map(|o| o.retention())
+                .unwrap_or_default()
+        };
+        let engine = Engine::durable(hub.clone(), log, snapshot, retention_of);
+        Self::assemble(config, verifier, hub, engine)
+    }
+
+    fn assemble(
+        config: NodeConfig,
+        verifier: TokenVerifier,
+        hub: Arc<Hub>,
+        engine: Engine,
+    ) -> Self {
         Self {
             id: uuid::Uuid::new_v4().to_string(),
             name: config.name,
@@ -83,38 +125,76 @@ impl Node {
             namespaces: config.namespaces,
             limits: config.limits,
             verifier,
-            hub: Hub::default(),
+            hub,
+            engine,
             started: Instant::now(),
         }
     }
 
-    fn checked_channel(&self, channel: &str) -> Result<&crate::ChannelOptions, ErrorCode> {
+    pub fn checked_channel(&self, channel: &str) -> Result<&crate::ChannelOptions, ErrorCode> {
         channel::validate_name(channel)?;
         self.namespaces.options(channel)
     }
 
-    /// Encodes the publication once and fans it out; returns the deliveries.
-    pub fn publish(
+    /// Publishes to a channel: into its history when the namespace keeps one
+    /// (returning the position), straight to subscribers otherwise.
+    pub async fn publish(
         &self,
         channel: &str,
-        data: &RawValue,
-        info: Option<&ClientInfo>,
-        tags: Option<&HashMap<String, String>>,
-    ) -> Result<usize, ErrorCode> {
-        self.checked_channel(channel)?;
-        let message = push::publication(
-            channel,
-            &Publication {
-                data,
-                info,
-                offset: 0,
-                tags,
-            },
-        );
+        draft: Draft,
+        options: PublishOptions,
+    ) -> Result<Option<Position>, ErrorCode> {
+        let retention = self.checked_channel(channel)?.retention();
         ::metrics::counter!(metrics::PUBLICATIONS).increment(1);
+        if retention.enabled() && !options.skip_history {
+            let position = self
+                .engine
+                .publish(channel, draft, retention, options.idempotency_key)
+                .await?;
+            return Ok(Some(position));
+        }
+        let streams = self.engine.streams();
+        let now = now_ms();
+        if let Some(key) = &options.idempotency_key
+            && streams.remembered(channel, key, now).is_some()
+        {
+            return Ok(None);
+        }
+        let message = push::publication_from_object(channel, &draft.encode(0));
         let delivered = self.hub.broadcast(channel, &message, Audience::Everyone);
         ::metrics::counter!(metrics::MESSAGES_SENT).increment(delivered as u64);
-        Ok(delivered)
+        if let Some(key) = options.idempotency_key {
+            let deadline = now + crate::engine::IDEMPOTENCY_WINDOW.as_millis() as u64;
+            streams.remember(channel, key, Position::default(), deadline);
+        }
+        Ok(None)
+    }
+
+    /// Reads a channel's history; 108 when the namespace keeps none.
+    pub fn history(
+        &self,
+        channel: &str,
+        query: &HistoryQuery,
+    ) -> Result<(Vec<Arc<StoredPublication>>, Position), ErrorCode> {
+        let retention = self.checked_channel(channel)?.retention();
+        if !retention.enabled() {
+            return Err(ErrorCode::NOT_AVAILABLE);
+        }
+        self.engine.streams().locked(channel, |stream| {
+            let publications = stream
+                .read(query, retention, now_ms())
+                .map_err(|e| match e {
+                    HistoryError::UnrecoverablePosition => ErrorCode::UNRECOVERABLE_POSITION,
+                })?;
+            Ok((publications, stream.position()))
+        })
+    }
+
+    pub async fn remove_history(&self, channel: &str) -> Result<(), ErrorCode> {
+        if !self.checked_channel(channel)?.retention().enabled() {
+            return Err(ErrorCode::NOT_AVAILABLE);
+        }
+        self.engine.remove_history(channel).await
     }
 
     pub fn subscribe_user(

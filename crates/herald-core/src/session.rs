@@ -10,6 +10,7 @@
 
 mod channel_ops;
 mod connect;
+mod recovery;
 mod subscribe;
 
 use crate::hub::{Audience, ClientHandle, Control};
@@ -159,7 +160,7 @@ impl Session {
             Method::PresenceStats => {
                 self.presence_stats(id, &command.presence_stats.unwrap_or_default().channel)
             }
-            Method::History => self.history(id, &command.history.unwrap_or_default().channel),
+            Method::History => self.history(id, command.history.unwrap_or_default()),
             Method::Ping => {
                 self.reply(id, "ping", &EmptyResult {});
                 Ok(())

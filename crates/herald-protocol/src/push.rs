@@ -84,6 +84,24 @@ pub fn publication(channel: &str, publication: &Publication<'_>) -> Bytes {
     encode_push(channel, Body::Pub(publication))
 }
 
+/// The publication object alone, as history stores it and replies embed it.
+pub fn publication_object(publication: &Publication<'_>) -> Bytes {
+    encode(publication)
+}
+
+/// A `pub` push around an already-encoded publication object, so a publication
+/// kept in history is serialized once and framed without re-encoding.
+pub fn publication_from_object(channel: &str, object: &[u8]) -> Bytes {
+    let channel = serde_json::to_string(channel).expect("strings always serialize");
+    let mut out = Vec::with_capacity(object.len() + channel.len() + 32);
+    out.extend_from_slice(b"{\"push\":{\"channel\":");
+    out.extend_from_slice(channel.as_bytes());
+    out.extend_from_slice(b",\"pub\":");
+    out.extend_from_slice(object);
+    out.extend_from_slice(b"}}");
+    Bytes::from(out)
+}
+
 pub fn join(channel: &str, info: &ClientInfo) -> Bytes {
     encode_push(channel, Body::Join { info })
 }

@@ -4,7 +4,7 @@
 //! omit fields that hold their default value, as the protocol's JSON form does.
 
 use crate::codes::ErrorCode;
-use crate::push::{ClientInfo, Publication};
+use crate::push::ClientInfo;
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -92,8 +92,9 @@ pub struct SubscribeResult<'a> {
     pub recoverable: bool,
     #[serde(skip_serializing_if = "str::is_empty")]
     pub epoch: &'a str,
+    /// Publication objects, already encoded (see `push::publication_object`).
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    pub publications: Vec<Publication<'a>>,
+    pub publications: Vec<&'a RawValue>,
     #[serde(skip_serializing_if = "is_false")]
     pub recovered: bool,
     #[serde(skip_serializing_if = "is_zero_u64")]
@@ -133,6 +134,22 @@ pub struct PresenceResult<'a> {
 pub struct PresenceStatsResult {
     pub num_clients: u32,
     pub num_users: u32,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct HistoryResult<'a> {
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub publications: Vec<&'a RawValue>,
+    pub epoch: &'a str,
+    pub offset: u64,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct PublishResult<'a> {
+    #[serde(skip_serializing_if = "is_zero_u64")]
+    pub offset: u64,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub epoch: &'a str,
 }
 
 #[derive(Debug, Default, Serialize)]

@@ -112,6 +112,11 @@ fn pushes_have_the_protocol_shape() {
         parse(&push::publication("news", &publication)),
         json!({"push":{"channel":"news","pub":{"data":[1],"info":{"user":"42","client":"c1","conn_info":{"name":"Ann"}}}}})
     );
+    let object = push::publication_object(&publication);
+    assert_eq!(
+        push::publication_from_object("news", &object),
+        push::publication("news", &publication)
+    );
     assert_eq!(
         parse(&push::join("news", &info))["push"]["join"]["info"]["user"],
         json!("42")

@@ -6,8 +6,10 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use herald_core::engine::Draft;
+use herald_core::history::HistoryQuery;
 use herald_core::metrics as names;
-use herald_core::node::Node;
+use herald_core::node::{Node, PublishOptions};
 use herald_protocol::{Disconnect, ErrorCode};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -56,9 +58,13 @@ pub async fn handle(
             Err(e) => return malformed(&method_label, format!("invalid JSON body: {e}")),
         };
     let outcome = if method == "batch" {
-        batch(&app.node, params).map(|replies| json!({ "replies": replies }))
+        batch(&app.node, params)
+            .await
+            .map(|replies| json!({ "replies": replies }))
     } else {
-        call(&app.node, &method, params).map(|result| json!({ "result": result }))
+        call(&app.node, &method, params)
+            .await
+            .map(|result| json!({ "result": result }))
     };
     match outcome {
         Ok(body) => axum::Json(body).into_response(),
@@ -137,6 +143,9 @@ struct PublishParams {
     data: Option<Box<RawValue>>,
     #[serde(default)]
     tags: Option<HashMap<String, String>>,
+    #[serde(default)]
+    skip_history: bool,
+    idempotency_key: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -145,6 +154,27 @@ struct BroadcastParams {
     data: Option<Box<RawValue>>,
     #[serde(default)]
     tags: Option<HashMap<String, String>>,
+    #[serde(default)]
+    skip_history: bool,
+    idempotency_key: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct HistoryParams {
+    channel: String,
+    #[serde(default)]
+    limit: i32,
+    since: Option<SincePosition>,
+    #[serde(default)]
+    reverse: bool,
+}
+
+#[derive(Deserialize)]
+struct SincePosition {
+    #[serde(default)]
+    offset: u64,
+    #[serde(default)]
+    epoch: String,
 }
 
 #[derive(Deserialize)]
@@ -200,28 +230,53 @@ fn required_data(data: Option<Box<RawValue>>) -> Result<Box<RawValue>, ApiError>
     data.ok_or(ApiError::Code(ErrorCode::BAD_REQUEST))
 }
 
+/// Publishes one draft and shapes the result as the API answers it.
+async fn publish_one(
+    node: &Node,
+    channel: &str,
+    data: &RawValue,
+    tags: Option<HashMap<String, String>>,
+    options: PublishOptions,
+) -> Result<Value, ErrorCode> {
+    let draft = Draft {
+        data: data.to_owned(),
+        info: None,
+        tags,
+    };
+    Ok(match node.publish(channel, draft, options).await? {
+        Some(position) => json!({ "offset": position.offset, "epoch": &*position.epoch }),
+        None => json!({}),
+    })
+}
+
 /// Runs one API method and returns its result object.
-pub fn call(node: &Node, method: &str, raw: &RawValue) -> Result<Value, ApiError> {
+pub async fn call(node: &Node, method: &str, raw: &RawValue) -> Result<Value, ApiError> {
     match method {
         "publish" => {
             let p: PublishParams = params(raw)?;
             let data = required_data(p.data)?;
-            node.publish(&p.channel, &data, None, p.tags.as_ref())?;
-            Ok(json!({}))
+            let options = PublishOptions {
+                skip_history: p.skip_history,
+                idempotency_key: p.idempotency_key,
+            };
+            Ok(publish_one(node, &p.channel, &data, p.tags, options).await?)
         }
         "broadcast" => {
             let p: BroadcastParams = params(raw)?;
             let data = required_data(p.data)?;
-            let responses: Vec<Value> = p
-                .channels
-                .iter()
-                .map(
-                    |channel| match node.publish(channel, &data, None, p.tags.as_ref()) {
-                        Ok(_) => json!({ "result": {} }),
+            let mut responses = Vec::with_capacity(p.channels.len());
+            for channel in &p.channels {
+                let options = PublishOptions {
+                    skip_history: p.skip_history,
+                    idempotency_key: p.idempotency_key.clone(),
+                };
+                responses.push(
+                    match publish_one(node, channel, &data, p.tags.clone(), options).await {
+                        Ok(result) => json!({ "result": result }),
                         Err(e) => json!({ "error": { "code": e.code, "message": e.message } }),
                     },
-                )
-                .collect();
+                );
+            }
             Ok(json!({ "responses": responses }))
         }
         "subscribe" => {
@@ -264,10 +319,26 @@ pub fn call(node: &Node, method: &str, raw: &RawValue) -> Result<Value, ApiError
             let p: ChannelParams = params(raw)?;
             Ok(serde_json::to_value(node.presence_stats(&p.channel)?).unwrap_or_default())
         }
-        "history" | "history_remove" => {
+        "history" => {
+            let p: HistoryParams = params(raw)?;
+            let query = HistoryQuery {
+                since: p.since.map(|since| (since.offset, since.epoch)),
+                limit: p.limit,
+                reverse: p.reverse,
+            };
+            let (publications, position) = node.history(&p.channel, &query)?;
+            let publications: Vec<&RawValue> = publications
+                .iter()
+                .filter_map(|p| serde_json::from_slice(&p.object).ok())
+                .collect();
+            Ok(
+                json!({ "publications": publications, "offset": position.offset, "epoch": &*position.epoch }),
+            )
+        }
+        "history_remove" => {
             let p: ChannelParams = params(raw)?;
-            node.namespaces.options(&p.channel)?;
-            Err(ApiError::Code(ErrorCode::NOT_AVAILABLE))
+            node.remove_history(&p.channel).await?;
+            Ok(json!({}))
         }
         "channels" => {
             let p: ChannelsParams = params(raw)?;
@@ -296,7 +367,7 @@ struct BatchParams {
 }
 
 /// Runs each command in order; each reply is `{"<method>": result}` or `{"error": ...}`.
-fn batch(node: &Node, raw: &RawValue) -> Result<Vec<Value>, ApiError> {
+async fn batch(node: &Node, raw: &RawValue) -> Result<Vec<Value>, ApiError> {
     let p: BatchParams = params(raw)?;
     let mut replies = Vec::with_capacity(p.commands.len());
     for command in &p.commands {
@@ -308,7 +379,7 @@ fn batch(node: &Node, raw: &RawValue) -> Result<Vec<Value>, ApiError> {
         if method == "batch" {
             return Err(ApiError::Malformed("batch commands cannot nest".into()));
         }
-        replies.push(match call(node, method, params) {
+        replies.push(match call(node, method, params).await {
             Ok(result) => json!({ method.clone(): result }),
             Err(ApiError::Code(e)) => json!({ "error": { "code": e.code, "message": e.message } }),
             Err(ApiError::Malformed(why)) => json!({ "error": { "code": 107, "message": why } }),

@@ -99,11 +99,28 @@ impl Default for ClientSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageSection {
-    pub path: Option<PathBuf>,
+    /// Keep history in SQLite so it survives restarts; off keeps it in memory.
+    pub durable: bool,
+    /// The SQLite directory.
+    pub path: PathBuf,
+    /// "normal" survives a killed process; "full" also a power cut.
+    pub sync: String,
+    /// A PostgreSQL URL, for scale-out (not available yet).
     pub url: Option<String>,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        Self {
+            durable: true,
+            path: PathBuf::from("herald-data"),
+            sync: "normal".into(),
+            url: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -339,6 +356,18 @@ impl Config {
         }
         if self.client.queue_max_messages == 0 || self.client.queue_max_bytes < 1024 {
             errors.push("client.queue_max_messages / client.queue_max_bytes: must be at least 1 message and 1024 bytes".into());
+        }
+        if !matches!(self.storage.sync.as_str(), "normal" | "full") {
+            errors.push(format!(
+                "storage.sync: `{}` must be \"normal\" or \"full\"",
+                self.storage.sync
+            ));
+        }
+        if self.storage.url.is_some() {
+            errors.push(
+                "storage.url: PostgreSQL is not available in this version yet; use storage.path"
+                    .into(),
+            );
         }
         match self.broker.kind.as_str() {
             "memory" => {}

@@ -11,6 +11,7 @@ use axum::routing::{any, get, post};
 use herald_core::{
     ClientLimits, Namespaces, Node, NodeConfig, OutboxLimits, TokenVerifier, VerifierKeys,
 };
+use herald_sqlite::{SqliteLog, Sync};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +37,8 @@ pub enum StartError {
     Keys(String),
     #[error("config: {0}")]
     Config(String),
+    #[error("{0}")]
+    Storage(String),
 }
 
 fn read_pem(path: Option<&std::path::PathBuf>) -> Result<Option<Vec<u8>>, StartError> {
@@ -45,7 +48,7 @@ fn read_pem(path: Option<&std::path::PathBuf>) -> Result<Option<Vec<u8>>, StartE
     .transpose()
 }
 
-pub fn build_node(config: &Config) -> Result<Node, StartError> {
+pub async fn build_node(config: &Config) -> Result<Node, StartError> {
     let duration = |key: &str, value: &str| parse_duration(key, value).map_err(StartError::Config);
     let client = &config.client;
     let limits = ClientLimits {
@@ -78,13 +81,39 @@ pub fn build_node(config: &Config) -> Result<Node, StartError> {
         without_namespace: config.channel.without_namespace.clone(),
         named: config.channel.namespaces.iter().cloned().collect(),
     };
-    Ok(Node::new(
-        NodeConfig {
-            name,
-            namespaces,
-            limits,
-        },
+    let node_config = NodeConfig {
+        name,
+        namespaces,
+        limits,
+    };
+    if !config.storage.durable {
+        tracing::info!("storage.durable is off: history is kept in memory and lost on restart");
+        return Ok(Node::new(node_config, verifier));
+    }
+    let sync = match config.storage.sync.as_str() {
+        "full" => Sync::Full,
+        _ => Sync::Normal,
+    };
+    let path = &config.storage.path;
+    tracing::info!(path = %path.display(), ?sync, "opening durable history");
+    let log = SqliteLog::open(path, sync)
+        .await
+        .map_err(|e| StartError::Storage(e.to_string()))?;
+    let snapshot = log
+        .load(herald_core::history::now_ms())
+        .await
+        .map_err(|e| StartError::Storage(e.to_string()))?;
+    let publications: usize = snapshot.streams.iter().map(|(_, p)| p.len()).sum();
+    tracing::info!(
+        streams = snapshot.streams.len(),
+        publications,
+        "history loaded"
+    );
+    Ok(Node::durable(
+        node_config,
         verifier,
+        Arc::new(log),
+        snapshot,
     ))
 }
 
@@ -109,7 +138,7 @@ async fn index() -> impl IntoResponse {
 /// Binds and starts serving in the background.
 pub async fn start(config: &Config) -> Result<RunningServer, StartError> {
     metrics::handle();
-    let node = Arc::new(build_node(config)?);
+    let node = Arc::new(build_node(config).await?);
     let listener = tokio::net::TcpListener::bind(&config.server.listen)
         .await
         .map_err(|source| StartError::Bind {

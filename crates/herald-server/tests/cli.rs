@@ -110,8 +110,11 @@ fn gentoken_signs_with_the_configured_secret() {
 
 #[test]
 fn serve_with_dev_defaults_prints_where_to_look_and_stops_on_sigterm() {
+    // Dev defaults keep durable history in ./herald-data: run where that is harmless.
+    let dir = tempfile::tempdir().unwrap();
     let mut child = herald()
         .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -149,4 +152,8 @@ fn serve_with_dev_defaults_prints_where_to_look_and_stops_on_sigterm() {
         assert!(Instant::now() < deadline, "herald did not stop on SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     }
+    assert!(
+        dir.path().join("herald-data/herald.db").is_file(),
+        "dev defaults keep history in SQLite"
+    );
 }

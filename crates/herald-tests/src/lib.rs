@@ -25,6 +25,8 @@ pub fn test_config() -> Config {
     config.server.shutdown_grace = "3s".into();
     config.auth.hmac_secret = SECRET.into();
     config.api.key = API_KEY.into();
+    // Each test that needs durability sets its own directory.
+    config.storage.durable = false;
     config.channel.without_namespace = ChannelOptions {
         presence: true,
         join_leave: true,

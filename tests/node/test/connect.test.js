@@ -1,22 +1,15 @@
 // Connection authentication: tokens, invalid tokens, expired tokens, refresh.
-import { test, before, after, afterEach } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
-  startHerald, ClientPool, connToken, makeToken, nowSec,
+  useHerald, connToken, makeToken, nowSec,
   waitFor, waitForEither, expectNoEvent, safeJson,
 } from './harness.js';
 
-let srv;
-const pool = new ClientPool();
-
-before(async () => {
-  srv = await startHerald({
-    withoutNamespace: { allow_subscribe_for_client: true, presence: true },
-  });
+const { srv, pool } = useHerald({
+  withoutNamespace: { allow_subscribe_for_client: true, presence: true },
 });
-afterEach(() => pool.closeAll());
-after(async () => { pool.closeAll(); await srv?.stop(); });
 
 test('connect with a valid HS256 token: connected event with a client id', async () => {
   const client = pool.create(srv, { token: connToken('42') });

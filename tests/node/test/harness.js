@@ -6,6 +6,7 @@
 // - mints HS256 JWTs with node:crypto (also bad-signature and alg:none tokens)
 // - creates `centrifuge` clients over `ws` with a wire spy (every frame in/out)
 // - waitFor(emitter, event, timeoutMs, predicate) / expectNoEvent(...) helpers
+// - useHerald(config): the per-file server + client pool with its test hooks
 //
 // This module contains no tests; it is only imported by *.test.js files.
 
@@ -16,6 +17,7 @@ import { mkdtempSync, writeFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { before, after, afterEach } from 'node:test';
 
 import WebSocket from 'ws';
 import { Centrifuge } from 'centrifuge';
@@ -172,6 +174,28 @@ export async function startHerald(opts = {}, { startTimeoutMs = 15000, env = {} 
   }
 
   return { url, wsUrl, api, apiRaw, stop, logs: () => stderr, configPath, process: child };
+}
+
+/**
+ * One herald and one ClientPool for the calling *.test.js file. Registers the
+ * file's hooks: start herald with `config` (see renderConfig) before the first
+ * test, close every pool client after each test, stop herald after the last.
+ * Returns { srv, pool }. `srv` forwards to the running server ({ url, wsUrl,
+ * api, apiRaw, stop, logs, ... }), so it may only be used inside tests.
+ */
+export function useHerald(config = {}) {
+  const pool = new ClientPool();
+  let current;
+  before(async () => { current = await startHerald(config); });
+  afterEach(() => pool.closeAll());
+  after(async () => { pool.closeAll(); await current?.stop(); });
+  const srv = new Proxy({}, {
+    get(_, prop) {
+      if (!current) throw new Error(`herald is not running (srv.${String(prop)} used outside a test)`);
+      return current[prop];
+    },
+  });
+  return { srv, pool };
 }
 
 // ---------------------------------------------------------------- JWT -----
@@ -403,6 +427,18 @@ export async function subscribed(client, channel, opts = {}, timeoutMs = 5000) {
   sub.subscribe();
   await p;
   return sub;
+}
+
+/**
+ * Subscribe `client` to `channel` expecting the server to refuse it: waits for
+ * the subscription's 'unsubscribed' event and returns [sub, unsubscribedCtx].
+ */
+export async function refusedSubscription(client, channel, opts = {}, timeoutMs = 5000) {
+  const sub = client.newSubscription(channel, opts);
+  sub.on('error', () => {});
+  const unsub = waitFor(sub, 'unsubscribed', timeoutMs);
+  sub.subscribe();
+  return [sub, await unsub];
 }
 
 /** Remove a subscription from the client registry (after unsubscribe). */

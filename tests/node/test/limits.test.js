@@ -1,33 +1,22 @@
 // Limits from the [client] config section, as the SDK sees them.
-import { test, before, after, afterEach } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
-  startHerald, ClientPool, connToken, subscribed,
+  useHerald, connToken, subscribed, refusedSubscription,
   waitFor, waitForEither, expectNoEvent, safeJson,
 } from './harness.js';
 
-let srv;
-const pool = new ClientPool();
-
-before(async () => {
-  srv = await startHerald({
-    client: { channel_limit: 2, user_connection_limit: 1, max_message_bytes: 4096 },
-    withoutNamespace: { allow_subscribe_for_client: true, allow_publish_for_subscriber: true },
-  });
+const { srv, pool } = useHerald({
+  client: { channel_limit: 2, user_connection_limit: 1, max_message_bytes: 4096 },
+  withoutNamespace: { allow_subscribe_for_client: true, allow_publish_for_subscriber: true },
 });
-afterEach(() => pool.closeAll());
-after(async () => { pool.closeAll(); await srv?.stop(); });
 
 test('channel_limit: subscribing over the limit is error 106 (subscription unsubscribed, connection kept)', async () => {
   const [client] = await pool.connected(srv, { token: connToken('1') });
   await subscribed(client, 'lim-a');
   await subscribed(client, 'lim-b');
-  const sub = client.newSubscription('lim-c');
-  sub.on('error', () => {});
-  const unsub = waitFor(sub, 'unsubscribed', 5000);
-  sub.subscribe();
-  const ctx = await unsub;
+  const [, ctx] = await refusedSubscription(client, 'lim-c');
   assert.equal(ctx.code, 106, `unsubscribed ctx: ${safeJson(ctx)}`);
   assert.equal(client.state, 'connected');
 });

@@ -1,20 +1,13 @@
 // Server pings ({}) are answered by the SDK ({} pong) and the connection stays up.
-import { test, before, after, afterEach } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { startHerald, ClientPool, connToken, waitFor, expectNoEvent, safeJson } from './harness.js';
+import { useHerald, connToken, waitFor, expectNoEvent, safeJson } from './harness.js';
 
-let srv;
-const pool = new ClientPool();
-
-before(async () => {
-  srv = await startHerald({
-    client: { ping_interval: '1s', pong_timeout: '1s' },
-    withoutNamespace: { allow_subscribe_for_client: true },
-  });
+const { srv, pool } = useHerald({
+  client: { ping_interval: '1s', pong_timeout: '1s' },
+  withoutNamespace: { allow_subscribe_for_client: true },
 });
-afterEach(() => pool.closeAll());
-after(async () => { pool.closeAll(); await srv?.stop(); });
 
 const isPing = (f) => f && typeof f === 'object' && Object.keys(f).length === 0;
 

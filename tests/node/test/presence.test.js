@@ -1,35 +1,28 @@
 // Presence, presence stats and join/leave from the client SDK.
-import { test, before, after, afterEach } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
-  startHerald, ClientPool, connToken, subscribed, dropSubscription,
+  useHerald, connToken, subscribed, dropSubscription,
   waitFor, rejection, safeJson,
 } from './harness.js';
 
-let srv;
-const pool = new ClientPool();
-
-before(async () => {
-  srv = await startHerald({
-    withoutNamespace: {
-      allow_subscribe_for_client: true,
-      allow_publish_for_subscriber: true,
-      allow_presence_for_subscriber: true,
-      presence: true,
-      join_leave: true,
-      force_push_join_leave: true,
-    },
-    namespaces: [
-      // presence kept but clients may not query it
-      { name: 'nopres', allow_subscribe_for_client: true, presence: true },
-      // join_leave enabled, but only pushed when the client asks for it
-      { name: 'jl', allow_subscribe_for_client: true, presence: true, join_leave: true },
-    ],
-  });
+const { srv, pool } = useHerald({
+  withoutNamespace: {
+    allow_subscribe_for_client: true,
+    allow_publish_for_subscriber: true,
+    allow_presence_for_subscriber: true,
+    presence: true,
+    join_leave: true,
+    force_push_join_leave: true,
+  },
+  namespaces: [
+    // presence kept but clients may not query it
+    { name: 'nopres', allow_subscribe_for_client: true, presence: true },
+    // join_leave enabled, but only pushed when the client asks for it
+    { name: 'jl', allow_subscribe_for_client: true, presence: true, join_leave: true },
+  ],
 });
-afterEach(() => pool.closeAll());
-after(async () => { pool.closeAll(); await srv?.stop(); });
 
 test('presence and presence_stats from the client with two users', async () => {
   const [a1, ctxA1] = await pool.connected(srv, { token: connToken('1', { info: { name: 'ann' } }) });

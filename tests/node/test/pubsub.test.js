@@ -1,34 +1,23 @@
 // Subscriptions, publications and channel permissions.
-import { test, before, after, afterEach } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
-  startHerald, ClientPool, connToken, subscribed,
+  useHerald, connToken, subscribed, refusedSubscription,
   waitFor, rejection, safeJson,
 } from './harness.js';
 
-let srv;
-const pool = new ClientPool();
-
-before(async () => {
-  srv = await startHerald({
-    withoutNamespace: {
-      allow_subscribe_for_client: true,
-      allow_publish_for_subscriber: true,
-      presence: true,
-    },
-    namespaces: [
-      // clients may subscribe and publish (as subscribers)
-      { name: 'talk', allow_subscribe_for_client: true, allow_publish_for_subscriber: true },
-      // clients may subscribe but not publish
-      { name: 'news', allow_subscribe_for_client: true },
-      // user-limited channels dm:#42,43
-      { name: 'dm', allow_subscribe_for_client: true, allow_user_limited_channels: true },
-    ],
-  });
+const { srv, pool } = useHerald({
+  withoutNamespace: { allow_subscribe_for_client: true, allow_publish_for_subscriber: true, presence: true },
+  namespaces: [
+    // clients may subscribe and publish (as subscribers)
+    { name: 'talk', allow_subscribe_for_client: true, allow_publish_for_subscriber: true },
+    // clients may subscribe but not publish
+    { name: 'news', allow_subscribe_for_client: true },
+    // user-limited channels dm:#42,43
+    { name: 'dm', allow_subscribe_for_client: true, allow_user_limited_channels: true },
+  ],
 });
-afterEach(() => pool.closeAll());
-after(async () => { pool.closeAll(); await srv?.stop(); });
 
 test('subscribe and receive a server API publish with equal data', async () => {
   const [client] = await pool.connected(srv, { token: connToken('42') });
@@ -100,11 +89,7 @@ test('client publish to a subscriber-only channel without subscribing is 103', a
 
 test('subscribe to an unknown namespace: unsubscribed with error 102', async () => {
   const [client] = await pool.connected(srv, { token: connToken('42') });
-  const sub = client.newSubscription('nosuchns:abc');
-  sub.on('error', () => {});
-  const unsub = waitFor(sub, 'unsubscribed', 5000);
-  sub.subscribe();
-  const ctx = await unsub;
+  const [sub, ctx] = await refusedSubscription(client, 'nosuchns:abc');
   assert.equal(ctx.code, 102, `unsubscribed ctx: ${safeJson(ctx)}`);
   assert.equal(sub.state, 'unsubscribed');
   assert.equal(client.state, 'connected', 'connection must survive');
@@ -129,11 +114,7 @@ test('user-limited channel dm:#42,43 works for user 42', async () => {
 
 test('user-limited channel dm:#42,43 is 103 for user 7', async () => {
   const [c7] = await pool.connected(srv, { token: connToken('7') });
-  const sub = c7.newSubscription('dm:#42,43');
-  sub.on('error', () => {});
-  const unsub = waitFor(sub, 'unsubscribed', 5000);
-  sub.subscribe();
-  const ctx = await unsub;
+  const [sub, ctx] = await refusedSubscription(c7, 'dm:#42,43');
   assert.equal(ctx.code, 103, `unsubscribed ctx: ${safeJson(ctx)}`);
   assert.equal(sub.state, 'unsubscribed');
   assert.equal(c7.state, 'connected');

@@ -1,22 +1,15 @@
 // RPC and server-initiated disconnects through the server API.
-import { test, before, after, afterEach } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
-  startHerald, ClientPool, connToken, subscribed,
+  useHerald, connToken, subscribed,
   waitFor, expectNoEvent, rejection, safeJson,
 } from './harness.js';
 
-let srv;
-const pool = new ClientPool();
-
-before(async () => {
-  srv = await startHerald({
-    withoutNamespace: { allow_subscribe_for_client: true, presence: true },
-  });
+const { srv, pool } = useHerald({
+  withoutNamespace: { allow_subscribe_for_client: true, presence: true },
 });
-afterEach(() => pool.closeAll());
-after(async () => { pool.closeAll(); await srv?.stop(); });
 
 test('rpc with an unknown method: error 104, connection stays up', async () => {
   const [client] = await pool.connected(srv, { token: connToken('42') });

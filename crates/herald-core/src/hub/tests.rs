@@ -28,8 +28,8 @@ fn a_slow_subscriber_is_closed_and_the_others_still_receive() {
     let hub = Hub::default();
     let slow = client("slow", "s", 1);
     let fast = client("fast", "f", 100);
-    hub.subscribe("ch", slow.clone(), false, None);
-    hub.subscribe("ch", fast.clone(), false, None);
+    hub.subscribe("ch", slow.clone(), SubscriberOptions::default(), None);
+    hub.subscribe("ch", fast.clone(), SubscriberOptions::default(), None);
     let message = Bytes::from_static(b"m");
     assert_eq!(hub.broadcast("ch", &message, Audience::Everyone), 2);
     assert_eq!(hub.broadcast("ch", &message, Audience::Everyone), 1);
@@ -42,8 +42,16 @@ fn join_leave_audience_only_reaches_subscribers_that_asked() {
     let hub = Hub::default();
     let wants = client("a", "u1", 10);
     let does_not = client("b", "u2", 10);
-    hub.subscribe("ch", wants.clone(), true, None);
-    hub.subscribe("ch", does_not.clone(), false, None);
+    hub.subscribe(
+        "ch",
+        wants.clone(),
+        SubscriberOptions {
+            join_leave: true,
+            positioned_at: None,
+        },
+        None,
+    );
+    hub.subscribe("ch", does_not.clone(), SubscriberOptions::default(), None);
     assert_eq!(
         hub.broadcast("ch", &Bytes::from_static(b"j"), Audience::JoinLeave),
         1
@@ -57,7 +65,12 @@ fn presence_counts_clients_and_distinct_users_and_unsubscribe_cleans_up() {
     let tab2 = client("t2", "ann", 10);
     let bob = client("b", "bob", 10);
     for c in [&tab1, &tab2, &bob] {
-        hub.subscribe("room", c.clone(), false, Some(info(c)));
+        hub.subscribe(
+            "room",
+            c.clone(),
+            SubscriberOptions::default(),
+            Some(info(c)),
+        );
     }
     assert_eq!(hub.presence_stats("room"), (3, 2));
     assert_eq!(hub.unsubscribe("room", "t1").unwrap().user, "ann");
@@ -80,4 +93,26 @@ fn users_index_finds_every_connection_of_a_user() {
     hub.remove_client(&one);
     hub.remove_client(&two);
     assert_eq!((hub.num_clients(), hub.num_users()), (0, 0));
+}
+
+#[test]
+fn a_positioned_subscriber_that_would_miss_an_offset_is_told_to_recover() {
+    let hub = Hub::default();
+    let positioned = client("p", "u", 10);
+    let plain = client("q", "v", 10);
+    let at_five = SubscriberOptions {
+        join_leave: false,
+        positioned_at: Some(5),
+    };
+    hub.subscribe("ch", positioned.clone(), at_five, None);
+    hub.subscribe("ch", plain.clone(), SubscriberOptions::default(), None);
+    let message = Bytes::from_static(b"m");
+    assert_eq!(hub.broadcast_at("ch", &message, Audience::Everyone, 6), 2);
+    assert!(!positioned.outbox.is_closed());
+    assert_eq!(hub.broadcast_at("ch", &message, Audience::Everyone, 8), 1);
+    assert_eq!(
+        positioned.outbox.close_reason(),
+        Some(Disconnect::INSUFFICIENT_STATE)
+    );
+    assert!(!plain.outbox.is_closed());
 }

@@ -3,15 +3,21 @@
 
 use super::{Session, json_null};
 use crate::channel::ChannelOptions;
-use herald_protocol::command::PublishRequest;
-use herald_protocol::reply::{EmptyResult, PresenceResult};
+use crate::engine::Draft;
+use crate::history::HistoryQuery;
+use crate::node::PublishOptions;
+use futures_util::FutureExt;
+use herald_protocol::command::{HistoryRequest, PublishRequest};
+use herald_protocol::reply::{EmptyResult, HistoryResult, PresenceResult, Reply};
 use herald_protocol::{Disconnect, ErrorCode};
+use serde_json::value::RawValue;
 
 /// Which namespace permission a channel command needs.
 #[derive(Clone, Copy)]
 enum Action {
     Publish,
     Presence,
+    History,
 }
 
 impl Session {
@@ -33,6 +39,11 @@ impl Session {
                 options.allow_presence_for_client,
                 options.allow_presence_for_subscriber,
                 options.allow_presence_for_anonymous,
+            ),
+            Action::History => (
+                options.allow_history_for_client,
+                options.allow_history_for_subscriber,
+                options.allow_history_for_anonymous,
             ),
         };
         let allowed =
@@ -59,13 +70,37 @@ impl Session {
             .subscriptions
             .get(channel)
             .map_or_else(|| c.info.clone(), |subscription| subscription.info.clone());
-        let data: &serde_json::value::RawValue = match request.data {
-            Some(data) => data,
-            None => json_null(),
+        let data = request.data.unwrap_or_else(|| json_null()).to_owned();
+        let draft = Draft {
+            data,
+            info: Some(info),
+            tags: None,
         };
-        match self.node.publish(channel, data, Some(&info), None) {
-            Ok(_) => self.reply(id, "publish", &EmptyResult {}),
-            Err(error) => self.error(id, error),
+        let node = self.node.clone();
+        let channel = channel.to_string();
+        let mut publish = Box::pin(async move {
+            let result = node
+                .publish(&channel, draft, PublishOptions::default())
+                .await;
+            match result {
+                Ok(_) => Reply::result(id, "publish", &EmptyResult {}),
+                Err(error) => {
+                    crate::metrics::count_error(error.code);
+                    Reply::error(id, &error)
+                }
+            }
+        });
+        // In memory the publish is done at the first poll and its reply joins this
+        // frame's; a durable publish answers on its own once committed (replies
+        // are matched by id, so order between them does not matter).
+        match (&mut publish).now_or_never() {
+            Some(reply) => self.replies.push(reply),
+            None => {
+                let outbox = self.outbox.clone();
+                tokio::spawn(async move {
+                    let _ = outbox.push(publish.await);
+                });
+            }
         }
         Ok(())
     }
@@ -98,13 +133,39 @@ impl Session {
         Ok(())
     }
 
-    /// History arrives with its own issue; until then the protocol's answer is 108.
-    pub(super) fn history(&mut self, id: u32, channel: &str) -> Result<(), Disconnect> {
-        let error = match self.node.namespaces.options(channel) {
-            Ok(_) => ErrorCode::NOT_AVAILABLE,
-            Err(error) => error,
+    pub(super) fn history(&mut self, id: u32, request: HistoryRequest) -> Result<(), Disconnect> {
+        let channel = request.channel.as_str();
+        let available = self.node.checked_channel(channel).and_then(|options| {
+            match options.retention().enabled() {
+                true => Ok(()),
+                false => Err(ErrorCode::NOT_AVAILABLE),
+            }
+        });
+        if let Err(error) = available.and_then(|()| self.permit(channel, Action::History).map(drop))
+        {
+            self.error(id, error);
+            return Ok(());
+        }
+        let query = HistoryQuery {
+            since: request.since.map(|since| (since.offset, since.epoch)),
+            limit: request.limit,
+            reverse: request.reverse,
         };
-        self.error(id, error);
+        match self.node.history(channel, &query) {
+            Ok((publications, position)) => {
+                let objects: Vec<&RawValue> = publications
+                    .iter()
+                    .filter_map(|p| serde_json::from_slice(&p.object).ok())
+                    .collect();
+                let result = HistoryResult {
+                    publications: objects,
+                    epoch: &position.epoch,
+                    offset: position.offset,
+                };
+                self.reply(id, "history", &result);
+            }
+            Err(error) => self.error(id, error),
+        }
         Ok(())
     }
 }

@@ -1,7 +1,7 @@
 //! `connect` and `refresh`.
 
 use super::{Connected, Session, State, expiry};
-use crate::hub::ClientHandle;
+use crate::hub::{ClientHandle, SubscriberOptions};
 use crate::token::TokenError;
 use herald_protocol::command::{ConnectRequest, RefreshRequest};
 use herald_protocol::push::ClientInfo;
@@ -75,8 +75,11 @@ impl Session {
         for channel in server_channels {
             match self.node.namespaces.options(&channel) {
                 Ok(options) => {
-                    let join_leave = options.join_leave;
-                    self.add_subscription(&channel, join_leave, None, None);
+                    let subscriber = SubscriberOptions {
+                        join_leave: options.join_leave,
+                        positioned_at: None,
+                    };
+                    self.add_subscription(&channel, subscriber, None, None);
                     subs.insert(channel, SubscribeResult::default());
                 }
                 Err(error) => {

@@ -2,7 +2,7 @@
 
 use super::{Session, Subscription, expiry};
 use crate::channel::{self, ChannelOptions};
-use crate::hub::Audience;
+use crate::hub::{Audience, SubscriberOptions};
 use crate::token::TokenError;
 use herald_protocol::command::{SubRefreshRequest, SubscribeRequest};
 use herald_protocol::push;
@@ -43,15 +43,30 @@ impl Session {
             options.join_leave && (options.force_push_join_leave || request.join_leave);
         let grace = self.node.limits.expired_close_delay;
         let expiry = expiry(grant.exp, grace);
-        self.add_subscription(channel, join_leave, grant.info, expiry.deadline);
-        let result = SubscribeResult {
-            expires: expiry.expires,
-            ttl: expiry.ttl,
-            ..Default::default()
-        };
-        self.reply(id, "subscribe", &result);
-        // The subscriber must see its subscribe reply before its own join push.
+        // The reply must precede this client's own join push, and with history
+        // every publication after the position it reports.
         self.flush_replies();
+        if options.retention().enabled() {
+            let subscribed = self
+                .subscribe_with_history(id, &request, &options, join_leave, grant.info, &expiry);
+            if let Err(error) = subscribed {
+                self.error(id, error);
+                return Ok(());
+            }
+        } else {
+            let subscriber = SubscriberOptions {
+                join_leave,
+                positioned_at: None,
+            };
+            self.add_subscription(channel, subscriber, grant.info, expiry.deadline);
+            let result = SubscribeResult {
+                expires: expiry.expires,
+                ttl: expiry.ttl,
+                ..Default::default()
+            };
+            self.reply(id, "subscribe", &result);
+            self.flush_replies();
+        }
         self.announce_join(channel);
         Ok(())
     }
@@ -107,7 +122,7 @@ impl Session {
     pub(super) fn add_subscription(
         &mut self,
         channel: &str,
-        join_leave: bool,
+        subscriber: SubscriberOptions,
         chan_info: Option<Box<RawValue>>,
         expire_at: Option<Instant>,
     ) {
@@ -123,7 +138,7 @@ impl Session {
         node.hub.subscribe(
             channel,
             c.handle.clone(),
-            join_leave,
+            subscriber,
             presence.then(|| info.clone()),
         );
         c.subscriptions
@@ -155,8 +170,11 @@ impl Session {
         let Ok(options) = self.node.namespaces.options(channel) else {
             return;
         };
-        let join_leave = options.join_leave;
-        self.add_subscription(channel, join_leave, None, None);
+        let subscriber = SubscriberOptions {
+            join_leave: options.join_leave,
+            positioned_at: None,
+        };
+        self.add_subscription(channel, subscriber, None, None);
         let result = SubscribeResult {
             data,
             ..Default::default()

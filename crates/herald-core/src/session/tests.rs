@@ -79,8 +79,17 @@ async fn connect_subscribe_and_receive_a_publication() {
     let replies = written(&outbox).await;
     assert_eq!(replies[0]["id"], json!(1));
     assert_eq!(replies[1], json!({"id": 2, "subscribe": {}}));
-    let data = RawValue::from_string("7".into()).unwrap();
-    assert_eq!(node.publish("news", &data, None, None), Ok(1));
+    let draft = crate::engine::Draft {
+        data: RawValue::from_string("7".into()).unwrap(),
+        info: None,
+        tags: None,
+    };
+    let published = node.publish("news", draft, Default::default()).await;
+    assert_eq!(
+        published,
+        Ok(None),
+        "no history in this namespace: no position"
+    );
     let push = written(&outbox).await;
     assert_eq!(
         push,
