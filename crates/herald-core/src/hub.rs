@@ -4,6 +4,7 @@
 //! different channels rarely contend. Fan-out takes a shard's read lock, hands the
 //! same `Bytes` to every subscriber's outbox, and never awaits.
 
+use crate::history::now_ms;
 use crate::metrics;
 use crate::outbox::{Outbox, PushError};
 use bytes::Bytes;
@@ -81,10 +82,24 @@ pub struct SubscriberOptions {
     pub positioned_at: Option<u64>,
 }
 
+/// A presence entry lives while its connection keeps touching it: entries of a
+/// connection that vanished without cleanup (a crashed task, or later a dead
+/// node) expire instead of haunting the channel.
+struct PresenceEntry {
+    info: ClientInfo,
+    expires_ms: AtomicU64,
+}
+
+impl PresenceEntry {
+    fn live(&self, now_ms: u64) -> bool {
+        self.expires_ms.load(Ordering::Relaxed) > now_ms
+    }
+}
+
 #[derive(Default)]
 struct ChannelState {
     subscribers: HashMap<Arc<str>, Subscriber>,
-    presence: HashMap<Arc<str>, ClientInfo>,
+    presence: HashMap<Arc<str>, PresenceEntry>,
 }
 
 type UserClients = HashMap<Arc<str>, Arc<ClientHandle>>;
@@ -97,11 +112,22 @@ pub struct Hub {
     users: Box<[UserShard]>,
     clients: AtomicUsize,
     subscriptions: AtomicUsize,
+    presence_ttl_ms: u64,
 }
+
+/// How long a presence entry lives without being touched.
+pub const DEFAULT_PRESENCE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Default for Hub {
     fn default() -> Self {
+        Self::new(DEFAULT_PRESENCE_TTL)
+    }
+}
+
+impl Hub {
+    pub fn new(presence_ttl: std::time::Duration) -> Self {
         Self {
+            presence_ttl_ms: presence_ttl.as_millis() as u64,
             hasher: RandomState::new(),
             channels: (0..SHARDS).map(|_| RwLock::default()).collect(),
             users: (0..SHARDS).map(|_| RwLock::default()).collect(),
@@ -189,7 +215,10 @@ impl Hub {
         let mut channels = write(&self.channels[self.shard(channel)]);
         let state = channels.entry(channel.to_string()).or_default();
         if let Some(info) = presence {
-            state.presence.insert(client.id.clone(), info);
+            let expires_ms = AtomicU64::new(now_ms() + self.presence_ttl_ms);
+            state
+                .presence
+                .insert(client.id.clone(), PresenceEntry { info, expires_ms });
         }
         let id = client.id.clone();
         if state
@@ -217,7 +246,7 @@ impl Hub {
             self.subscriptions.fetch_sub(1, Ordering::Relaxed);
             ::metrics::gauge!(metrics::SUBSCRIPTIONS).decrement(1.0);
         }
-        let info = state.presence.remove(client_id);
+        let info = state.presence.remove(client_id).map(|entry| entry.info);
         if state.subscribers.is_empty() && state.presence.is_empty() {
             channels.remove(channel);
         }
@@ -269,24 +298,44 @@ impl Hub {
     }
 
     pub fn presence(&self, channel: &str) -> Vec<ClientInfo> {
+        let now = now_ms();
         read(&self.channels[self.shard(channel)])
             .get(channel)
-            .map(|state| state.presence.values().cloned().collect())
+            .map(|state| {
+                state
+                    .presence
+                    .values()
+                    .filter(|entry| entry.live(now))
+                    .map(|entry| entry.info.clone())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     /// `(clients, distinct users)` present in the channel.
     pub fn presence_stats(&self, channel: &str) -> (usize, usize) {
+        let now = now_ms();
         let channels = read(&self.channels[self.shard(channel)]);
         let Some(state) = channels.get(channel) else {
             return (0, 0);
         };
-        let users: std::collections::HashSet<&str> = state
-            .presence
-            .values()
-            .map(|info| info.user.as_str())
-            .collect();
-        (state.presence.len(), users.len())
+        let live: Vec<&PresenceEntry> = state.presence.values().filter(|e| e.live(now)).collect();
+        let users: std::collections::HashSet<&str> =
+            live.iter().map(|e| e.info.user.as_str()).collect();
+        (live.len(), users.len())
+    }
+
+    /// Keeps a connection's presence entry alive for another TTL.
+    pub fn touch_presence(&self, channel: &str, client_id: &str) {
+        let channels = read(&self.channels[self.shard(channel)]);
+        if let Some(entry) = channels
+            .get(channel)
+            .and_then(|s| s.presence.get(client_id))
+        {
+            entry
+                .expires_ms
+                .store(now_ms() + self.presence_ttl_ms, Ordering::Relaxed);
+        }
     }
 
     /// Channels with at least one subscriber, with their subscriber counts.

@@ -46,6 +46,12 @@ impl Default for ClientLimits {
     }
 }
 
+/// Connections touch their presence entries at every ping, so entries live for
+/// a few ping intervals and never less than the default.
+fn presence_ttl(limits: &ClientLimits) -> Duration {
+    (limits.ping_interval * 3).max(crate::hub::DEFAULT_PRESENCE_TTL)
+}
+
 pub struct NodeConfig {
     pub name: String,
     pub namespaces: Namespaces,
@@ -87,7 +93,7 @@ pub struct NodeInfo {
 impl Node {
     /// A node whose history lives in memory only.
     pub fn new(config: NodeConfig, verifier: TokenVerifier) -> Self {
-        let hub = Arc::new(Hub::default());
+        let hub = Arc::new(Hub::new(presence_ttl(&config.limits)));
         let engine = Engine::in_memory(hub.clone());
         Self::assemble(config, verifier, hub, engine)
     }

@@ -243,6 +243,9 @@ impl Session {
                     let _ = c.handle.outbox.push(Reply::PING);
                     c.next_ping = now + interval;
                     c.pong_deadline.get_or_insert(now + pong_timeout);
+                    for channel in c.subscriptions.keys() {
+                        self.node.hub.touch_presence(channel, &c.handle.id);
+                    }
                 }
                 c.subscriptions
                     .iter()

@@ -38,6 +38,29 @@ pub fn test_config() -> Config {
     };
     config.channel.namespaces = vec![
         (
+            "history".into(),
+            ChannelOptions {
+                history_size: 10,
+                history_ttl: Some("5m".into()),
+                force_recovery: true,
+                allow_positioning: true,
+                allow_subscribe_for_client: true,
+                allow_history_for_subscriber: true,
+                allow_history_for_client: true,
+                ..Default::default()
+            },
+        ),
+        (
+            "cache".into(),
+            ChannelOptions {
+                history_size: 1,
+                history_ttl: Some("5m".into()),
+                force_recovery_mode: Some("cache".into()),
+                allow_subscribe_for_client: true,
+                ..Default::default()
+            },
+        ),
+        (
             "dm".into(),
             ChannelOptions {
                 allow_user_limited_channels: true,
@@ -255,10 +278,53 @@ impl Client {
     }
 }
 
+/// Publishes through the API and returns `(offset, epoch)` from its answer.
+pub async fn publish_at(server: &TestServer, channel: &str, data: Value) -> (u64, String) {
+    let (status, body) = server
+        .api("publish", json!({"channel": channel, "data": data}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let result = &body["result"];
+    let offset = result["offset"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no offset in {body}"));
+    (
+        offset,
+        result["epoch"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+/// The offsets of the publications in a reply or push list.
+pub fn offsets(publications: &Value) -> Vec<u64> {
+    publications
+        .as_array()
+        .map(|list| list.iter().filter_map(|p| p["offset"].as_u64()).collect())
+        .unwrap_or_default()
+}
+
 /// The value of a Prometheus series with exactly these labels, 0 when absent.
 pub fn metric_value(metrics: &str, series: &str) -> f64 {
     metrics
         .lines()
         .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
         .unwrap_or(0.0)
+}
+
+/// The `herald` binary that `cargo test` built beside this test, or `HERALD_BIN`.
+pub fn herald_binary() -> std::path::PathBuf {
+    if let Ok(path) = std::env::var("HERALD_BIN") {
+        return path.into();
+    }
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("tests run from target/<profile>/deps");
+    let binary = profile_dir.join("herald");
+    assert!(
+        binary.is_file(),
+        "{} is missing: build it first (cargo build -p herald-server)",
+        binary.display()
+    );
+    binary
 }

@@ -116,3 +116,30 @@ fn a_positioned_subscriber_that_would_miss_an_offset_is_told_to_recover() {
     );
     assert!(!plain.outbox.is_closed());
 }
+
+#[test]
+fn presence_entries_expire_unless_touched() {
+    let hub = Hub::new(std::time::Duration::from_millis(0));
+    let ghost = client("g", "ghost", 10);
+    hub.subscribe(
+        "room",
+        ghost.clone(),
+        SubscriberOptions::default(),
+        Some(info(&ghost)),
+    );
+    assert_eq!(
+        hub.presence_stats("room"),
+        (0, 0),
+        "a zero TTL expires at once"
+    );
+    assert!(hub.presence("room").is_empty());
+    let hub = Hub::new(std::time::Duration::from_secs(60));
+    hub.subscribe(
+        "room",
+        ghost.clone(),
+        SubscriberOptions::default(),
+        Some(info(&ghost)),
+    );
+    hub.touch_presence("room", "g");
+    assert_eq!(hub.presence_stats("room"), (1, 1));
+}
