@@ -236,7 +236,10 @@ fn apply(streams: &Streams, hub: &Hub, planned: Vec<Planned>) {
                 idempotency,
                 reply,
             } => {
-                streams.append_and_broadcast(hub, &channel, publication, retention);
+                streams.append_and_broadcast(hub, &channel, retention, |next| {
+                    debug_assert_eq!(next, publication.offset, "only the writer appends");
+                    publication
+                });
                 if let Some((key, expires_ms)) = idempotency {
                     streams.remember(&channel, key, position.clone(), expires_ms);
                 }

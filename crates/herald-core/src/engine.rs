@@ -92,15 +92,17 @@ impl Streams {
         lock(&self.idempotency).insert((channel.to_string(), key), (position, deadline_ms));
     }
 
-    /// Appends under the stream's lock and fans out in the same critical section.
+    /// Appends the publication `make` builds for the next offset, and fans it
+    /// out in the same critical section.
     pub fn append_and_broadcast(
         &self,
         hub: &Hub,
         channel: &str,
-        publication: StoredPublication,
         retention: Retention,
+        make: impl FnOnce(u64) -> StoredPublication,
     ) -> Position {
         self.locked(channel, |stream| {
+            let publication = make(stream.top() + 1);
             let message = push::publication_from_object(channel, &publication.object);
             let offset = publication.offset;
             stream.append(publication, retention, now_ms());

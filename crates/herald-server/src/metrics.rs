@@ -19,6 +19,11 @@ pub fn handle() -> &'static PrometheusHandle {
                 ],
             )
             .expect("the bucket list is not empty")
+            .set_buckets_for_metric(
+                Matcher::Full(names::COMMIT_SECONDS.to_string()),
+                &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0],
+            )
+            .expect("the bucket list is not empty")
             .build_recorder();
         let handle = recorder.handle();
         // Another recorder may already be installed (a test harness); then the
@@ -47,4 +52,12 @@ fn describe() {
     metrics::describe_counter!(names::DISCONNECTS, "Disconnects, by code");
     metrics::describe_counter!(names::API_REQUESTS, "Server API requests, by method");
     metrics::describe_counter!(names::API_ERRORS, "Server API errors, by method and code");
+    metrics::describe_histogram!(
+        names::COMMIT_SECONDS,
+        metrics::Unit::Seconds,
+        "Time to commit one batch of publications to durable history"
+    );
+    metrics::describe_counter!(names::COMMITTED, "Publications committed to durable history");
+    metrics::describe_counter!(names::COMMIT_ERRORS, "Failed history commits (publishers got error 100)");
+    metrics::describe_counter!(names::RECOVERIES, "Recovering subscribes, by outcome");
 }
