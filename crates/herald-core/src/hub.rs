@@ -4,6 +4,7 @@
 //! different channels rarely contend. Fan-out takes a shard's read lock, hands the
 //! same `Bytes` to every subscriber's outbox, and never awaits.
 
+use crate::control::ControlQueue;
 use crate::history::now_ms;
 use crate::metrics;
 use crate::outbox::{Outbox, PushError};
@@ -14,7 +15,6 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use tokio::sync::mpsc;
 
 const SHARDS: usize = 64;
 
@@ -41,7 +41,7 @@ pub struct ClientHandle {
     pub id: Arc<str>,
     pub user: Arc<str>,
     pub outbox: Arc<Outbox>,
-    pub control: mpsc::Sender<Control>,
+    pub control: Arc<ControlQueue>,
 }
 
 impl ClientHandle {
@@ -60,7 +60,7 @@ impl ClientHandle {
     /// Hands control work to the connection task. A full control queue means the
     /// connection is not keeping up, so it is disconnected rather than waited on.
     pub fn control(&self, control: Control) {
-        if self.control.try_send(control).is_err() {
+        if !self.control.push(control) {
             self.outbox.close(Disconnect::SLOW);
         }
     }

@@ -7,6 +7,7 @@
 //! - [`channel`]: channel names, namespaces and their options (who may do what).
 //! - [`token`]: connection and subscription JWTs.
 //! - [`outbox`]: the bounded per-connection queue that fan-out writes into.
+//! - [`control`]: server-API work queued for one connection's task.
 //! - [`hub`]: the sharded subscription registry, presence and fan-out.
 //! - [`history`]: per-channel streams: offsets, epochs, retention, recovery.
 //! - [`engine`]: publishing: offsets, idempotency, fan-out under the stream lock.
@@ -17,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod channel;
+pub mod control;
 pub mod durable;
 pub mod engine;
 pub mod history;

@@ -13,6 +13,7 @@ mod connect;
 mod recovery;
 mod subscribe;
 
+use crate::control::ControlQueue;
 use crate::hub::{Audience, ClientHandle, Control};
 use crate::metrics;
 use crate::node::Node;
@@ -27,12 +28,11 @@ use serde_json::value::RawValue;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 
 pub struct Session {
     node: Arc<Node>,
     outbox: Arc<Outbox>,
-    control: mpsc::Sender<Control>,
+    control: Arc<ControlQueue>,
     state: State,
     replies: Vec<Bytes>,
 }
@@ -86,7 +86,7 @@ fn expiry(exp: Option<u64>, grace: Duration) -> Expiry {
 }
 
 impl Session {
-    pub fn new(node: Arc<Node>, outbox: Arc<Outbox>, control: mpsc::Sender<Control>) -> Self {
+    pub fn new(node: Arc<Node>, outbox: Arc<Outbox>, control: Arc<ControlQueue>) -> Self {
         let stale_at = Instant::now() + node.limits.stale_timeout;
         Self {
             node,

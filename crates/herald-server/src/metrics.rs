@@ -21,7 +21,9 @@ pub fn handle() -> &'static PrometheusHandle {
             .expect("the bucket list is not empty")
             .set_buckets_for_metric(
                 Matcher::Full(names::COMMIT_SECONDS.to_string()),
-                &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0],
+                &[
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+                ],
             )
             .expect("the bucket list is not empty")
             .build_recorder();
@@ -57,7 +59,13 @@ fn describe() {
         metrics::Unit::Seconds,
         "Time to commit one batch of publications to durable history"
     );
-    metrics::describe_counter!(names::COMMITTED, "Publications committed to durable history");
-    metrics::describe_counter!(names::COMMIT_ERRORS, "Failed history commits (publishers got error 100)");
+    metrics::describe_counter!(
+        names::COMMITTED,
+        "Publications committed to durable history"
+    );
+    metrics::describe_counter!(
+        names::COMMIT_ERRORS,
+        "Failed history commits (publishers got error 100)"
+    );
     metrics::describe_counter!(names::RECOVERIES, "Recovering subscribes, by outcome");
 }

@@ -1,8 +1,7 @@
 // Test harness for the Herald Node.js acceptance suite.
 //
-// - writes a temp TOML config and spawns `herald serve --config FILE`
-// - waits for the stdout line `herald listening on http://...`
-// - exposes { url, wsUrl, api(method, body), apiRaw(method, body, opts), stop() }
+// - re-exports server.js: startHerald (temp TOML config + storage dir, spawns
+//   `herald serve`; { url, wsUrl, api, apiRaw, stop, kill9, restart })
 // - mints HS256 JWTs with node:crypto (also bad-signature and alg:none tokens)
 // - creates `centrifuge` clients over `ws` with a wire spy (every frame in/out)
 // - waitFor(emitter, event, timeoutMs, predicate) / expectNoEvent(...) helpers
@@ -10,178 +9,23 @@
 //
 // This module contains no tests; it is only imported by *.test.js files.
 
-import { spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { mkdtempSync, writeFileSync, rmSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { before, after, afterEach } from 'node:test';
 
 import WebSocket from 'ws';
 import { Centrifuge } from 'centrifuge';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-export const NODE_DIR = path.resolve(here, '..');
-export const HERALD_BIN = process.env.HERALD_BIN
-  ? path.resolve(process.env.HERALD_BIN)
-  : path.resolve(NODE_DIR, '../../target/debug/herald');
+import { startHerald, SECRET } from './server.js';
 
-export const SECRET = 'test-secret';
-export const API_KEY = 'test-api-key';
-
-// ---------------------------------------------------------------- TOML ----
-
-function tomlValue(v) {
-  if (typeof v === 'string') return JSON.stringify(v);
-  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
-  if (Array.isArray(v)) return `[${v.map(tomlValue).join(', ')}]`;
-  throw new Error(`unsupported TOML value: ${JSON.stringify(v)}`);
-}
-
-function tomlTable(header, obj) {
-  const lines = [header];
-  for (const [k, v] of Object.entries(obj || {})) {
-    if (v === undefined || v === null) continue;
-    lines.push(`${k} = ${tomlValue(v)}`);
-  }
-  return lines.join('\n');
-}
-
-/**
- * Build a config file text.
- * opts: { server, auth, api, client, withoutNamespace, namespaces: [{name, ...}] }
- * Sections are merged over sensible defaults from CONTRACT.md.
- */
-export function renderConfig(opts = {}) {
-  const server = { listen: '127.0.0.1:0', allowed_origins: [], ...(opts.server || {}) };
-  const auth = { hmac_secret: SECRET, ...(opts.auth || {}) };
-  const api = { key: API_KEY, ...(opts.api || {}) };
-  const client = { allow_anonymous_connect_without_token: false, ...(opts.client || {}) };
-  const parts = [
-    tomlTable('[server]', server),
-    tomlTable('[auth]', auth),
-    tomlTable('[api]', api),
-    tomlTable('[client]', client),
-  ];
-  if (opts.withoutNamespace) {
-    parts.push(tomlTable('[channel.without_namespace]', opts.withoutNamespace));
-  }
-  for (const ns of opts.namespaces || []) {
-    parts.push(tomlTable('[[channel.namespaces]]', ns));
-  }
-  return parts.join('\n\n') + '\n';
-}
-
-// -------------------------------------------------------------- server ----
-
-/**
- * Start herald with the given config options (see renderConfig).
- * Returns { url, wsUrl, api, apiRaw, stop, logs() }.
- */
-export async function startHerald(opts = {}, { startTimeoutMs = 15000, env = {} } = {}) {
-  if (!existsSync(HERALD_BIN)) {
-    throw new Error(`herald binary not found at ${HERALD_BIN} (set HERALD_BIN or build target/debug/herald)`);
-  }
-  const dir = mkdtempSync(path.join(tmpdir(), 'herald-node-'));
-  const configPath = path.join(dir, 'herald.toml');
-  writeFileSync(configPath, renderConfig(opts));
-
-  const child = spawn(HERALD_BIN, ['serve', '--config', configPath], {
-    cwd: dir,
-    env: { ...process.env, RUST_BACKTRACE: '1', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-
-  let stdout = '';
-  let stderr = '';
-  child.stderr.setEncoding('utf8');
-  child.stderr.on('data', (d) => {
-    stderr += d;
-    if (stderr.length > 200000) stderr = stderr.slice(-100000);
-  });
-  child.stdout.setEncoding('utf8');
-
-  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-
-  const url = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      cleanup();
-      child.kill('SIGKILL');
-      reject(new Error(`herald did not print "herald listening on" within ${startTimeoutMs} ms\nstdout:\n${stdout}\nstderr:\n${stderr.slice(-4000)}`));
-    }, startTimeoutMs);
-    const onData = (d) => {
-      stdout += d;
-      const m = stdout.match(/herald listening on (http:\/\/\S+)/);
-      if (m) {
-        cleanup();
-        resolve(m[1].replace(/\/+$/, ''));
-      }
-    };
-    const onExit = (code, signal) => {
-      cleanup();
-      reject(new Error(`herald exited before listening (code ${code}, signal ${signal})\nconfig:\n${renderConfig(opts)}\nstderr:\n${stderr.slice(-4000)}`));
-    };
-    function cleanup() {
-      clearTimeout(timer);
-      child.stdout.off('data', onData);
-      child.off('exit', onExit);
-    }
-    child.stdout.on('data', onData);
-    child.once('exit', onExit);
-  });
-  // keep draining stdout
-  child.stdout.on('data', (d) => { stdout += d; });
-
-  const wsUrl = url.replace(/^http/, 'ws') + '/connection/websocket';
-
-  async function apiRaw(method, body, { key = API_KEY, headers = {}, rawBody } = {}) {
-    const h = { 'Content-Type': 'application/json', ...headers };
-    if (key !== null) h['X-API-Key'] = key;
-    const res = await fetch(`${url}/api/${method}`, {
-      method: 'POST',
-      headers: h,
-      body: rawBody !== undefined ? rawBody : JSON.stringify(body ?? {}),
-      signal: AbortSignal.timeout(5000),
-    });
-    const text = await res.text();
-    let json;
-    try { json = JSON.parse(text); } catch { json = undefined; }
-    return { status: res.status, text, json };
-  }
-
-  /** POST /api/<method>; throws unless HTTP 200 with a JSON body. Returns the parsed body. */
-  async function api(method, body) {
-    const r = await apiRaw(method, body);
-    if (r.status !== 200 || r.json === undefined) {
-      throw new Error(`API ${method} ${JSON.stringify(body)} -> HTTP ${r.status}: ${r.text}`);
-    }
-    return r.json;
-  }
-
-  let stopped = false;
-  async function stop() {
-    if (stopped) return;
-    stopped = true;
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(t);
-    }
-    try { rmSync(dir, { recursive: true, force: true }); } catch { /* ignore */ }
-  }
-
-  return { url, wsUrl, api, apiRaw, stop, logs: () => stderr, configPath, process: child };
-}
+export { NODE_DIR, HERALD_BIN, SECRET, API_KEY, renderConfig, startHerald } from './server.js';
 
 /**
  * One herald and one ClientPool for the calling *.test.js file. Registers the
  * file's hooks: start herald with `config` (see renderConfig) before the first
  * test, close every pool client after each test, stop herald after the last.
  * Returns { srv, pool }. `srv` forwards to the running server ({ url, wsUrl,
- * api, apiRaw, stop, logs, ... }), so it may only be used inside tests.
+ * api, apiRaw, stop, kill9, restart, logs, ... }), so it may only be used inside tests.
  */
 export function useHerald(config = {}) {
   const pool = new ClientPool();
@@ -328,12 +172,16 @@ export function safeJson(v) {
  *   wire.emit('out', obj) for each command the SDK sends (one per JSON line)
  *   wire.emit('in', obj)  for each reply/push the server sends
  *   wire.emit('close', {code, reason})
- * All are also appended to wire.log.
+ * All are also appended to wire.log; wire.socket is the latest WebSocket.
+ * While wire.offline is true every new WebSocket fails before it opens.
  */
 function spyWebSocketClass(wire) {
   return class SpyWebSocket extends WebSocket {
     constructor(...args) {
       super(...args);
+      wire.socket = this;
+      // simulated network outage: the connection attempt fails at once
+      if (wire.offline) this.terminate();
       this.on('message', (data) => {
         for (const obj of parseLines(data.toString())) {
           wire.log.push(['in', obj]);
@@ -439,6 +287,27 @@ export async function refusedSubscription(client, channel, opts = {}, timeoutMs 
   const unsub = waitFor(sub, 'unsubscribed', timeoutMs);
   sub.subscribe();
   return [sub, await unsub];
+}
+
+/**
+ * Simulated network loss: cut the client's current WebSocket without a close
+ * handshake and keep every reconnect attempt failing until goOnline(client).
+ * `cut` may drop the connection another way (e.g. an API disconnect with
+ * code 3011); by default the socket is terminated. Resolves once the SDK is
+ * in 'connecting'.
+ */
+export async function goOffline(client, cut = () => client.wire.socket.terminate(), timeoutMs = 5000) {
+  const connecting = waitFor(client, 'connecting', timeoutMs);
+  client.wire.offline = true;
+  await cut();
+  return connecting;
+}
+
+/** End goOffline: the SDK's next reconnect attempt succeeds; waits for 'connected'. */
+export async function goOnline(client, timeoutMs = 5000) {
+  const connected = waitForEither(client, 'connected', 'disconnected', timeoutMs);
+  client.wire.offline = false;
+  return connected;
 }
 
 /** Remove a subscription from the client registry (after unsubscribe). */

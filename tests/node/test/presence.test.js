@@ -118,3 +118,40 @@ test('join/leave on request: joinLeave subscription option in a join_leave names
   dropSubscription(b, subB);
   assert.equal((await left).info.client, ctxB.client);
 });
+
+test('two users with two tabs each: presence stats 4/2 and a join and leave for every tab', async () => {
+  const tabs = [];
+  for (const user of ['31', '31', '32', '32']) {
+    const [client, ctx] = await pool.connected(srv, { token: connToken(user) });
+    tabs.push({ user, client, id: ctx.client });
+  }
+  const [watcher, ...others] = tabs;
+  const watch = await subscribed(watcher.client, 'tabs');
+  const seen = (event, tab) => waitFor(watch, event, 5000, (x) => x.info?.client === tab.id);
+
+  const joins = Promise.all(others.map((t) => seen('join', t)));
+  for (const t of others) t.sub = await subscribed(t.client, 'tabs');
+  const joined = await joins;
+  assert.deepEqual(joined.map((j) => [j.channel, j.info.user]), others.map((t) => ['tabs', t.user]));
+
+  const stats = async (numClients, numUsers) => {
+    assert.deepEqual(await watch.presenceStats(), { numClients, numUsers }, 'SDK presenceStats');
+    const api = await srv.api('presence_stats', { channel: 'tabs' });
+    assert.deepEqual(api, { result: { num_clients: numClients, num_users: numUsers } }, 'API presence_stats');
+  };
+  await stats(4, 2);
+  const pres = await watch.presence();
+  assert.deepEqual(Object.keys(pres.clients).sort(), tabs.map((t) => t.id).sort(), safeJson(pres));
+
+  // user 32 closes both tabs, then user 31 its second one
+  const [second31, ...user32] = others;
+  const leaves32 = Promise.all(user32.map((t) => seen('leave', t)));
+  for (const t of user32) t.client.disconnect();
+  const left = await leaves32;
+  assert.deepEqual(left.map((l) => l.info.user), ['32', '32']);
+  await stats(2, 1);
+  const leave31 = seen('leave', second31);
+  dropSubscription(second31.client, second31.sub);
+  assert.equal((await leave31).info.user, '31');
+  await stats(1, 1);
+});

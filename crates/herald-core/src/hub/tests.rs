@@ -2,7 +2,7 @@ use super::*;
 use crate::outbox::OutboxLimits;
 
 fn client(id: &str, user: &str, max_messages: usize) -> Arc<ClientHandle> {
-    let (control, _) = mpsc::channel(1);
+    let control = Default::default();
     Arc::new(ClientHandle {
         id: id.into(),
         user: user.into(),

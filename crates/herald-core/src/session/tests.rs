@@ -36,7 +36,7 @@ fn node(limits: ClientLimits) -> Arc<Node> {
 
 fn session(node: &Arc<Node>) -> (Session, Arc<Outbox>) {
     let outbox = Arc::new(Outbox::new(node.limits.outbox));
-    let (control, _) = mpsc::channel(4);
+    let control = Default::default();
     (Session::new(node.clone(), outbox.clone(), control), outbox)
 }
 

@@ -12,18 +12,19 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
+use herald_core::control::ControlQueue;
 use herald_core::metrics as names;
 use herald_core::{Outbox, Session};
 use herald_protocol::{Disconnect, pack_frame};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+/// Read chunk size: small, because every idle connection holds one; larger
+/// messages still arrive whole, in several reads.
+const READ_BUFFER: usize = 1024;
 /// How long a closing connection may take to flush its last frame.
 const WRITER_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
-/// Control messages (server API work) a connection may have pending.
-const CONTROL_QUEUE: usize = 64;
 
 pub async fn upgrade(
     ws: WebSocketUpgrade,
@@ -39,7 +40,7 @@ pub async fn upgrade(
     let max = app.max_message_bytes;
     ws.max_message_size(max)
         .max_frame_size(max)
-        .read_buffer_size(4096)
+        .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
         .on_upgrade(move |socket| serve_connection(socket, app))
 }
@@ -48,8 +49,8 @@ async fn serve_connection(socket: WebSocket, app: Arc<App>) {
     let _active = app.connections.enter();
     let (sink, mut stream) = socket.split();
     let outbox = Arc::new(Outbox::new(app.node.limits.outbox));
-    let (control_tx, mut control_rx) = mpsc::channel(CONTROL_QUEUE);
-    let mut session = Session::new(app.node.clone(), outbox.clone(), control_tx);
+    let control = Arc::new(ControlQueue::default());
+    let mut session = Session::new(app.node.clone(), outbox.clone(), control.clone());
     let mut writer = tokio::spawn(write_loop(sink, outbox.clone()));
     let mut writer_done = false;
     let mut shutdown = app.shutdown.clone();
@@ -65,7 +66,7 @@ async fn serve_connection(socket: WebSocket, app: Arc<App>) {
                 Some(Ok(Message::Close(_))) | None => break None,
                 Some(Err(error)) => break read_error(&error),
             },
-            Some(control) = control_rx.recv() => session.handle_control(control),
+            work = control.recv() => session.handle_control(work),
             _ = &mut timer => session.on_timer(Instant::now().into_std()),
             _ = outbox.closed() => break None,
             _ = &mut writer => {
