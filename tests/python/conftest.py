@@ -32,7 +32,7 @@ from centrifuge import (
     SubscriptionState,
 )
 
-from herald_harness import EVENT_TIMEOUT, Herald, start_herald, stop_proc
+from herald_harness import EVENT_TIMEOUT, Herald, restart_herald, start_herald, stop_proc
 
 
 # --------------------------------------------------------------------------
@@ -47,7 +47,7 @@ async def herald_factory(tmp_path):
 
     async def start(**overrides: Any) -> Herald:
         h = start_herald(tmp_path / f"herald-{len(started)}", **overrides)
-        h.acent = cent.AsyncClient(h.api_url, h.api_key, timeout=5.0)
+        await renew_acent(h)
         started.append(h)
         return h
 
@@ -67,6 +67,14 @@ async def herald_factory(tmp_path):
 @pytest.fixture
 async def herald(herald_factory) -> Herald:
     return await herald_factory()
+
+
+async def renew_acent(h: Herald) -> None:
+    """A fresh async cent client, after ``restart_herald`` (pooled connections
+    went with the old process)."""
+    if h.acent is not None:
+        await h.acent.close()
+    h.acent = cent.AsyncClient(h.api_url, h.api_key, timeout=5.0)
 
 
 # --------------------------------------------------------------------------

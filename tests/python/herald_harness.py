@@ -49,7 +49,7 @@ LISTEN_RE = re.compile(r"herald listening on (http://\S+)")
 
 CONFIG_TEMPLATE = """\
 [server]
-listen = "127.0.0.1:0"
+listen = "{listen}"
 allowed_origins = {allowed_origins}
 
 [auth]
@@ -82,9 +82,22 @@ allow_user_limited_channels = true
 
 [[channel.namespaces]]
 name = "private"
-"""
+
+[storage]
+durable = {durable}
+path = {storage_path}
+sync = "{storage_sync}"
+{namespaces}"""
 
 CONFIG_DEFAULTS: Dict[str, Any] = {
+    "listen": "127.0.0.1:0",
+    # The server's own default is durable = true; the path is always a
+    # per-server temp dir (set by start_herald), never ./herald-data.
+    "durable": True,
+    "storage_path": None,
+    "storage_sync": "normal",
+    # Extra [[channel.namespaces]]: a list of {"name": ..., option: value} dicts.
+    "namespaces": (),
     "allowed_origins": "[]",
     "hmac_secret": HMAC_SECRET,
     "api_key": API_KEY,
@@ -96,12 +109,36 @@ CONFIG_DEFAULTS: Dict[str, Any] = {
 }
 
 
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    raise TypeError(f"unsupported TOML value {value!r}")
+
+
+def render_namespaces(namespaces: Any) -> str:
+    blocks = []
+    for ns in namespaces:
+        lines = ["", "[[channel.namespaces]]"]
+        lines += [f"{key} = {toml_value(value)}" for key, value in ns.items()]
+        blocks.append("\n".join(lines))
+    return "\n".join(blocks) + ("\n" if blocks else "")
+
+
 def render_config(**overrides: Any) -> str:
     unknown = set(overrides) - set(CONFIG_DEFAULTS)
     if unknown:
         raise ValueError(f"unknown config override(s): {sorted(unknown)}")
     values = dict(CONFIG_DEFAULTS)
     values.update(overrides)
+    if values["storage_path"] is None:
+        raise ValueError("storage_path must be set (a per-server temp dir)")
+    values["durable"] = toml_value(bool(values["durable"]))
+    values["storage_path"] = toml_value(str(values["storage_path"]))
+    values["namespaces"] = render_namespaces(values["namespaces"])
     return CONFIG_TEMPLATE.format(**values)
 
 
@@ -192,8 +229,12 @@ class Herald:
     api_key: str
     tokens: Tokens
     cent: cent.Client
+    workdir: Path
+    overrides: Dict[str, Any]
     acent: Optional[cent.AsyncClient] = None
     stdout_lines: List[str] = field(default_factory=list)
+    # How many times the process was restarted (restart_herald).
+    restarts: int = 0
 
     @property
     def ws_url(self) -> str:
@@ -202,6 +243,10 @@ class Herald:
     @property
     def api_url(self) -> str:
         return self.url + "/api"
+
+    @property
+    def listen(self) -> str:
+        return self.url.split("://", 1)[1]
 
     def token(self, user: str = "42", **kw: Any) -> str:
         return self.tokens.connection(user, **kw)
@@ -221,20 +266,25 @@ def herald_binary() -> Path:
     return Path(os.environ.get("HERALD_BIN") or DEFAULT_BIN)
 
 
-def start_herald(workdir: Path, **overrides: Any) -> Herald:
-    binary = herald_binary()
-    if not binary.exists():
-        pytest.fail(
-            f"herald binary not found at {binary}: build it (target/debug/herald) "
-            f"or set HERALD_BIN",
-            pytrace=False,
-        )
-    workdir.mkdir(parents=True, exist_ok=True)
-    config_path = workdir / "herald.toml"
-    config_path.write_text(render_config(**overrides))
-    log_path = workdir / "herald.stderr.log"
-    log_file = open(log_path, "wb")
+def _wait_for_binary(binary: Path, timeout: float = 60.0) -> None:
+    """The binary may be briefly missing while it is being rebuilt."""
+    deadline = time.monotonic() + timeout
+    while not binary.exists():
+        if time.monotonic() > deadline:
+            pytest.fail(
+                f"herald binary not found at {binary}: build it (target/debug/herald) "
+                f"or set HERALD_BIN",
+                pytrace=False,
+            )
+        time.sleep(0.5)
 
+
+def _spawn(workdir: Path, config_path: Path, log_path: Path) -> "tuple[subprocess.Popen, str, List[str]]":
+    """Start ``herald serve`` and wait for its listening line; returns
+    (process, base url, stdout lines)."""
+    binary = herald_binary()
+    _wait_for_binary(binary)
+    log_file = open(log_path, "ab")
     env = {k: v for k, v in os.environ.items() if not k.startswith("HERALD_")}
     env.setdefault("RUST_LOG", "info")
     env.setdefault("RUST_BACKTRACE", "1")
@@ -285,21 +335,62 @@ def start_herald(workdir: Path, **overrides: Any) -> Herald:
             f"stderr tail:\n{tail}",
             pytrace=False,
         )
+    return proc, url, seen
 
+
+def _sync_cent(url: str, api_key: str) -> cent.Client:
     session = requests.Session()
     session.trust_env = False
-    sync_client = cent.Client(url + "/api", API_KEY if "api_key" not in overrides else overrides["api_key"],
-                              timeout=5.0, session=session)
+    return cent.Client(url + "/api", api_key, timeout=5.0, session=session)
+
+
+def start_herald(workdir: Path, **overrides: Any) -> Herald:
+    """Start a server in ``workdir``; its SQLite storage is ``workdir/storage``
+    unless ``storage_path`` is given."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    overrides.setdefault("storage_path", workdir / "storage")
+    config_path = workdir / "herald.toml"
+    config_path.write_text(render_config(**overrides))
+    log_path = workdir / "herald.stderr.log"
+    proc, url, seen = _spawn(workdir, config_path, log_path)
+    api_key = overrides.get("api_key", API_KEY)
     return Herald(
         proc=proc,
         url=url,
         config_path=config_path,
         log_path=log_path,
-        api_key=overrides.get("api_key", API_KEY),
+        api_key=api_key,
         tokens=Tokens(overrides.get("hmac_secret", HMAC_SECRET)),
-        cent=sync_client,
+        cent=_sync_cent(url, api_key),
+        workdir=workdir,
+        overrides=dict(overrides),
         stdout_lines=seen,
     )
+
+
+def kill_herald(h: Herald) -> int:
+    """SIGKILL the process (no shutdown path runs) and reap it."""
+    if h.proc.poll() is None:
+        h.proc.send_signal(signal.SIGKILL)
+    return h.proc.wait(timeout=SHUTDOWN_TIMEOUT)
+
+
+def restart_herald(h: Herald) -> None:
+    """Start the server again on the SAME port with the SAME config and storage
+    dir (the old process must be gone, e.g. after kill_herald). Updates ``h`` in
+    place, with a fresh sync cent client; the caller replaces ``h.acent``."""
+    assert not h.alive(), "restart_herald needs the old process to have exited"
+    listen = h.listen
+    h.config_path.write_text(render_config(**{**h.overrides, "listen": listen}))
+    h.restarts += 1
+    with open(h.log_path, "ab") as log:
+        log.write(f"\n----- restart #{h.restarts} on {listen} -----\n".encode())
+    proc, url, seen = _spawn(h.workdir, h.config_path, h.log_path)
+    if url != h.url:
+        stop_proc(proc)
+        raise AssertionError(f"restarted herald listens on {url}, expected {h.url}")
+    h.cent.close()
+    h.proc, h.stdout_lines, h.cent = proc, seen, _sync_cent(url, h.api_key)
 
 
 def stop_proc(proc: subprocess.Popen) -> Optional[int]:
@@ -311,4 +402,3 @@ def stop_proc(proc: subprocess.Popen) -> Optional[int]:
             proc.kill()
             proc.wait(timeout=5)
     return proc.returncode
-
