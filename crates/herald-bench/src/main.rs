@@ -1,0 +1,55 @@
+//! `herald-bench`: benchmark programs that start herald servers in-process and
+//! drive them over real sockets, the way clients and backends do.
+//!
+//! Where things live:
+//! - `main.rs`: the command line; one subcommand per benchmark.
+//! - `history.rs`: `history`, durable (SQLite) against in-memory history: API
+//!   publish throughput and latency, and the time to recover 1,000 missed
+//!   publications over a raw WebSocket.
+//! - `load.rs`: what benchmarks share: servers on `127.0.0.1:0`, concurrent API
+//!   publishers with latency histograms, the offset check, a minimal WebSocket
+//!   client, tokens.
+//! - `report.rs`: machine facts, the date, and replacing a section of
+//!   `docs/benchmarks.md`.
+//!
+//! Run `cargo run --release -p herald-bench -- history`; progress goes to
+//! stderr, the result table to stdout and into `docs/benchmarks.md`.
+
+mod history;
+mod load;
+mod report;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Errors end the run with a message; a benchmark that cannot trust its
+/// numbers must not print a table.
+pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+#[derive(Parser)]
+#[command(name = "herald-bench", about = "Benchmarks for herald, run in-process")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Durable (SQLite) history against in-memory history, side by side.
+    History(history::Args),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::History(args) => history::run(args).await,
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("herald-bench: FAILED: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
