@@ -6,7 +6,7 @@ use herald_core::ChannelOptions;
 use std::time::Duration;
 
 /// Permissive options for trying things out: anyone connected may subscribe,
-/// publish, and see presence and join/leave.
+/// publish, see presence and join/leave, and recover missed publications.
 fn open_namespace() -> ChannelOptions {
     ChannelOptions {
         presence: true,
@@ -17,6 +17,9 @@ fn open_namespace() -> ChannelOptions {
         allow_publish_for_client: true,
         allow_presence_for_subscriber: true,
         allow_history_for_subscriber: true,
+        history_size: 100,
+        history_ttl: Some("10m".into()),
+        force_recovery: true,
         ..Default::default()
     }
 }
