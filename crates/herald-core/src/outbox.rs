@@ -87,12 +87,17 @@ impl Outbox {
             return Err(PushError::Overflow);
         }
         state.bytes += message.len();
-        if state.queue.is_empty() {
+        let was_empty = state.queue.is_empty();
+        if was_empty {
             state.oldest = Some(Instant::now());
         }
         state.queue.push_back(message);
         drop(state);
-        self.ready.notify_one();
+        // The writer takes everything queued at once, so only the first message
+        // after a drain needs to wake it: fan-out to a busy client costs no wake-up.
+        if was_empty {
+            self.ready.notify_one();
+        }
         Ok(())
     }
 

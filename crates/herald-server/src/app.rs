@@ -8,6 +8,7 @@ use tokio::sync::Notify;
 
 pub struct App {
     pub node: Arc<Node>,
+    pub writer_metrics: WriterMetrics,
     pub api_key: String,
     pub allowed_origins: Vec<String>,
     pub max_message_bytes: usize,
@@ -25,6 +26,24 @@ impl App {
                 .allowed_origins
                 .iter()
                 .any(|allowed| allowed == "*" || allowed.trim_end_matches('/') == origin)
+    }
+}
+
+/// Metric handles the writers use on every frame, looked up once: the
+/// registry lookup behind the `metrics` macros is not free on a hot path.
+#[derive(Clone)]
+pub struct WriterMetrics {
+    pub bytes_sent: metrics::Counter,
+    pub publish_to_write: metrics::Histogram,
+}
+
+impl WriterMetrics {
+    /// Looks the handles up in the installed recorder; call after installing it.
+    pub fn register() -> Self {
+        Self {
+            bytes_sent: metrics::counter!(herald_core::metrics::BYTES_SENT),
+            publish_to_write: metrics::histogram!(herald_core::metrics::PUBLISH_TO_WRITE),
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! Building the node from config, routing, serving, and draining on shutdown.
 
-use crate::app::{App, ConnectionTracker};
+use crate::app::{App, ConnectionTracker, WriterMetrics};
 use crate::config::{Config, parse_duration};
 use crate::shutdown::{self, Trigger};
 use crate::{api, metrics, transport};
@@ -155,6 +155,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, StartError> {
     }
     let app = Arc::new(App {
         node,
+        writer_metrics: WriterMetrics::register(),
         api_key: config.api.key.clone(),
         allowed_origins: config.server.allowed_origins.clone(),
         max_message_bytes: config.client.max_message_bytes,

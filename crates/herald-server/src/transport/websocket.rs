@@ -5,7 +5,7 @@
 //! into one frame, and writes it with one flush; it alone owns the socket's sink,
 //! so fan-out never touches the network.
 
-use crate::app::App;
+use crate::app::{App, WriterMetrics};
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -51,7 +51,7 @@ async fn serve_connection(socket: WebSocket, app: Arc<App>) {
     let outbox = Arc::new(Outbox::new(app.node.limits.outbox));
     let control = Arc::new(ControlQueue::default());
     let mut session = Session::new(app.node.clone(), outbox.clone(), control.clone());
-    let mut writer = tokio::spawn(write_loop(sink, outbox.clone()));
+    let mut writer = tokio::spawn(write_loop(sink, outbox.clone(), app.writer_metrics.clone()));
     let mut writer_done = false;
     let mut shutdown = app.shutdown.clone();
     let timer = tokio::time::sleep_until(session.next_deadline().into());
@@ -121,7 +121,11 @@ fn read_error(error: &axum::Error) -> Option<Disconnect> {
     }
 }
 
-async fn write_loop(mut sink: SplitSink<WebSocket, Message>, outbox: Arc<Outbox>) {
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    outbox: Arc<Outbox>,
+    metrics: WriterMetrics,
+) {
     loop {
         let drained = outbox.drain().await;
         if !drained.messages.is_empty() {
@@ -136,9 +140,11 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, outbox: Arc<Outbox>
                 outbox.close(Disconnect::WRITE_ERROR);
                 return;
             }
-            metrics::counter!(names::BYTES_SENT).increment(len as u64);
+            metrics.bytes_sent.increment(len as u64);
             if let Some(oldest) = drained.oldest {
-                metrics::histogram!(names::PUBLISH_TO_WRITE).record(oldest.elapsed().as_secs_f64());
+                metrics
+                    .publish_to_write
+                    .record(oldest.elapsed().as_secs_f64());
             }
         }
         if let Some(close) = drained.close {
