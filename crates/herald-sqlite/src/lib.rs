@@ -16,7 +16,7 @@ use herald_core::history::StoredPublication;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +42,10 @@ pub enum Sync {
     /// Also survives a power cut: an fsync per commit. `synchronous = FULL`.
     Full,
 }
+
+/// Rows per multi-row statement: 4 values each stays far below SQLite's
+/// limit of 32,766 bound variables.
+const ROWS_PER_STATEMENT: usize = 1000;
 
 /// The schema, one step per version; `PRAGMA user_version` records the last applied.
 const MIGRATIONS: &[&str] = &[r#"
@@ -181,25 +185,32 @@ impl SqliteLog {
                 .execute(&mut *tx)
                 .await?;
         }
-        for meta in &batch.streams {
-            sqlx::query(
-                "INSERT INTO streams (channel, epoch, top) VALUES (?, ?, ?) \
-                 ON CONFLICT (channel) DO UPDATE SET epoch = excluded.epoch, top = excluded.top",
-            )
-            .bind(&meta.channel)
-            .bind(&*meta.epoch)
-            .bind(meta.top as i64)
-            .execute(&mut *tx)
-            .await?;
+        // Multi-row statements: each statement is a round trip to SQLite's worker
+        // thread, and a batch may hold thousands of publications.
+        for chunk in batch.streams.chunks(ROWS_PER_STATEMENT) {
+            let mut upsert =
+                QueryBuilder::<Sqlite>::new("INSERT INTO streams (channel, epoch, top) ");
+            upsert.push_values(chunk, |mut row, meta| {
+                row.push_bind(&meta.channel)
+                    .push_bind(&*meta.epoch)
+                    .push_bind(meta.top as i64);
+            });
+            upsert.push(
+                " ON CONFLICT (channel) DO UPDATE SET epoch = excluded.epoch, top = excluded.top",
+            );
+            upsert.build().execute(&mut *tx).await?;
         }
-        for (channel, publication) in &batch.publications {
-            sqlx::query("INSERT INTO publications (channel, pub_offset, time_ms, object) VALUES (?, ?, ?, ?)")
-                .bind(channel)
-                .bind(publication.offset as i64)
-                .bind(publication.time_ms as i64)
-                .bind(&publication.object[..])
-                .execute(&mut *tx)
-                .await?;
+        for chunk in batch.publications.chunks(ROWS_PER_STATEMENT) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO publications (channel, pub_offset, time_ms, object) ",
+            );
+            insert.push_values(chunk, |mut row, (channel, publication)| {
+                row.push_bind(channel)
+                    .push_bind(publication.offset as i64)
+                    .push_bind(publication.time_ms as i64)
+                    .push_bind(&publication.object[..]);
+            });
+            insert.build().execute(&mut *tx).await?;
         }
         for (channel, up_to) in &batch.trims {
             sqlx::query("DELETE FROM publications WHERE channel = ? AND pub_offset <= ?")

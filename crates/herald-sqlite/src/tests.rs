@@ -94,3 +94,19 @@ async fn a_failing_batch_writes_nothing() {
     assert!(log.commit(&bad).await.is_err());
     assert!(log.load(0).await.unwrap().streams.is_empty());
 }
+
+#[tokio::test]
+async fn a_batch_larger_than_one_statement_is_written_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = SqliteLog::open(dir.path(), Sync::Normal).await.unwrap();
+    let count = (ROWS_PER_STATEMENT * 2 + 500) as u64;
+    let batch = CommitBatch {
+        streams: vec![meta("big", "e", count)],
+        publications: (1..=count).map(|offset| ("big".to_string(), object(offset))).collect(),
+        ..Default::default()
+    };
+    log.commit(&batch).await.unwrap();
+    let snapshot = log.load(0).await.unwrap();
+    let offsets: Vec<u64> = snapshot.streams[0].1.iter().map(|p| p.offset).collect();
+    assert_eq!(offsets, (1..=count).collect::<Vec<_>>());
+}
