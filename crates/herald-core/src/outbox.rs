@@ -52,6 +52,8 @@ struct State {
     oldest: Option<Instant>,
     close: Option<Disconnect>,
     close_taken: bool,
+    /// While set, the writer waits; the held reply goes in at this index.
+    hold_at: Option<usize>,
 }
 
 pub struct Outbox {
@@ -99,6 +101,33 @@ impl Outbox {
             self.ready.notify_one();
         }
         Ok(())
+    }
+
+    /// Holds the writer back until `release`, so a reply built over several steps
+    /// can still be sent before the messages queued meanwhile.
+    pub fn hold(&self) {
+        let mut state = self.lock();
+        state.hold_at = Some(state.queue.len());
+    }
+
+    /// Puts `reply` where the hold began, ahead of what was queued since, and
+    /// lets the writer go on.
+    pub fn release(&self, reply: Option<Bytes>) {
+        let mut state = self.lock();
+        let at = state
+            .hold_at
+            .take()
+            .unwrap_or(usize::MAX)
+            .min(state.queue.len());
+        if let Some(reply) = reply {
+            if state.queue.is_empty() {
+                state.oldest = Some(Instant::now());
+            }
+            state.bytes += reply.len();
+            state.queue.insert(at, reply);
+        }
+        drop(state);
+        self.ready.notify_one();
     }
 
     /// Asks the writer to flush what is queued, then close with `disconnect`.
@@ -150,7 +179,8 @@ impl Outbox {
                 } else {
                     None
                 };
-                if !state.queue.is_empty() || close.is_some() {
+                let held = state.hold_at.is_some() && close.is_none();
+                if (!state.queue.is_empty() && !held) || close.is_some() {
                     state.bytes = 0;
                     return Drained {
                         messages: state.queue.drain(..).collect(),

@@ -1,6 +1,6 @@
 //! History, recovery, cache mode and idempotency, in memory.
 
-use herald_tests::{TestServer, offsets, publish_at};
+use herald_tests::{Client, TestServer, now, offsets, publish_at, sign};
 use serde_json::json;
 
 #[tokio::test]
@@ -232,4 +232,40 @@ async fn positioned_subscriptions_report_their_position() {
         .await;
     assert_eq!(reply["subscribe"]["positioned"], json!(true));
     assert_eq!(reply["subscribe"]["offset"], json!(1));
+}
+
+#[tokio::test]
+async fn server_side_subscriptions_recover_through_the_connect_reply() {
+    let server = TestServer::default().await;
+    let token = sign(json!({"sub": "s", "channels": ["history:personal"], "exp": now() + 60}));
+    let mut first = Client::open(&server.ws_url()).await;
+    let reply = first.call(json!({"connect": {"token": token}})).await;
+    let sub = &reply["connect"]["subs"]["history:personal"];
+    assert_eq!(sub["recoverable"], json!(true));
+    let (offset, epoch) = publish_at(&server, "history:personal", json!("seen")).await;
+    first.wait_for(|m| m["push"]["pub"].is_object()).await;
+    drop(first);
+    publish_at(&server, "history:personal", json!("missed-1")).await;
+    publish_at(&server, "history:personal", json!("missed-2")).await;
+
+    let mut again = Client::open(&server.ws_url()).await;
+    let position = json!({"recover": true, "offset": offset, "epoch": epoch});
+    let reply = again
+        .call(json!({"connect": {"token": token, "subs": {"history:personal": position}}}))
+        .await;
+    let sub = &reply["connect"]["subs"]["history:personal"];
+    assert_eq!(
+        (sub["recovered"].clone(), sub["was_recovering"].clone()),
+        (json!(true), json!(true))
+    );
+    let data: Vec<_> = sub["publications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["data"].clone())
+        .collect();
+    assert_eq!(data, [json!("missed-1"), json!("missed-2")]);
+    publish_at(&server, "history:personal", json!("live")).await;
+    let live = again.wait_for(|m| m["push"]["pub"].is_object()).await;
+    assert_eq!(live["push"]["pub"]["offset"], json!(offset + 3));
 }

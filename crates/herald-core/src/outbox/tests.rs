@@ -76,3 +76,24 @@ async fn a_waiting_writer_wakes_on_push() {
         .unwrap();
     assert_eq!(drained.messages.len(), 1);
 }
+
+#[tokio::test]
+async fn a_held_reply_goes_before_what_was_queued_during_the_hold() {
+    let outbox = std::sync::Arc::new(outbox(10, 1000));
+    outbox.push(Bytes::from_static(b"before")).unwrap();
+    outbox.hold();
+    outbox.push(Bytes::from_static(b"during")).unwrap();
+    let writer = tokio::spawn({
+        let outbox = outbox.clone();
+        async move { outbox.drain().await }
+    });
+    tokio::task::yield_now().await;
+    assert!(!writer.is_finished(), "the writer waits while held");
+    outbox.release(Some(Bytes::from_static(b"reply")));
+    let drained = tokio::time::timeout(std::time::Duration::from_secs(5), writer)
+        .await
+        .unwrap()
+        .unwrap();
+    let order: Vec<&[u8]> = drained.messages.iter().map(|m| m.as_ref()).collect();
+    assert_eq!(order, [&b"before"[..], b"reply", b"during"]);
+}

@@ -1,13 +1,13 @@
 //! `connect` and `refresh`.
 
+use super::recovery::Subscribed;
 use super::{Connected, Session, State, expiry};
 use crate::hub::{ClientHandle, SubscriberOptions};
 use crate::token::TokenError;
 use herald_protocol::command::{ConnectRequest, RefreshRequest};
 use herald_protocol::push::ClientInfo;
-use herald_protocol::reply::{ConnectResult, RefreshResult, SubscribeResult};
+use herald_protocol::reply::{ConnectResult, RefreshResult, Reply};
 use herald_protocol::{Disconnect, ErrorCode};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,7 +15,7 @@ impl Session {
     pub(super) fn connect(
         &mut self,
         id: u32,
-        request: ConnectRequest<'_>,
+        mut request: ConnectRequest<'_>,
     ) -> Result<(), Disconnect> {
         let limits = self.node.limits.clone();
         let claims = if request.token.is_empty() {
@@ -71,22 +71,47 @@ impl Session {
 
         let mut server_channels: Vec<String> = claims.channels;
         server_channels.extend(claims.subs.into_keys());
-        let mut subs = BTreeMap::new();
+        server_channels.sort_unstable();
+        server_channels.dedup();
+        // Server-side subscriptions recover like client ones, from the positions
+        // the SDK sends in `subs`; the connect reply carries what they missed.
+        self.outbox.hold();
+        let no_expiry = super::expiry(None, limits.expired_close_delay);
+        let mut owed = Vec::with_capacity(server_channels.len());
         for channel in server_channels {
-            match self.node.namespaces.options(&channel) {
-                Ok(options) => {
-                    let subscriber = SubscriberOptions {
-                        join_leave: options.join_leave,
-                        positioned_at: None,
-                    };
-                    self.add_subscription(&channel, subscriber, None, None);
-                    subs.insert(channel, SubscribeResult::default());
-                }
+            let options = match self.node.namespaces.options(&channel) {
+                Ok(options) => options.clone(),
                 Err(error) => {
                     tracing::warn!(%channel, %error, "token lists a channel in an unknown namespace; skipped");
+                    continue;
                 }
-            }
+            };
+            let mut position = request.subs.remove(&channel).unwrap_or_default();
+            position.channel = channel.clone();
+            position.flag = 0;
+            let subscribed = if options.retention().enabled() {
+                self.subscribe_at_position(
+                    &position,
+                    &options,
+                    options.join_leave,
+                    None,
+                    &no_expiry,
+                )
+                .unwrap_or_default()
+            } else {
+                let subscriber = SubscriberOptions {
+                    join_leave: options.join_leave,
+                    positioned_at: None,
+                };
+                self.add_subscription(&channel, subscriber, None, None);
+                Subscribed::default()
+            };
+            owed.push((channel, subscribed));
         }
+        let subs = owed
+            .iter()
+            .map(|(channel, subscribed)| (channel.clone(), subscribed.result(&no_expiry)))
+            .collect();
         let node = self.node.clone();
         let result = ConnectResult {
             client: &client_id,
@@ -99,9 +124,9 @@ impl Session {
             pong: true,
             node: &node.name,
         };
-        self.reply(id, "connect", &result);
-        // Joins of server-side subscriptions must follow the connect reply.
-        self.flush_replies();
+        self.outbox
+            .release(Some(Reply::result(id, "connect", &result)));
+        // Joins of server-side subscriptions follow the connect reply.
         let channels: Vec<String> = self.connected().subscriptions.keys().cloned().collect();
         for channel in channels {
             self.announce_join(&channel);

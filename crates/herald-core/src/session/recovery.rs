@@ -1,61 +1,96 @@
-//! Subscribing to a channel with history: recovery, positioning and cache mode.
+//! Subscribing to a channel with history: recovery, positioning and cache mode,
+//! for client subscribes and for server-side subscriptions made at connect.
 //!
-//! Everything here runs under the channel's stream lock, so the reply (with the
-//! missed publications) is queued before any publication that comes after it.
+//! The subscriber is registered and the missed publications are read under the
+//! channel's stream lock, while the outbox is held: the reply carrying them is
+//! then released ahead of every live publication queued after registration, so
+//! nothing is missed and nothing arrives twice.
 
 use super::{Expiry, Session};
 use crate::channel::ChannelOptions;
-use crate::history::now_ms;
+use crate::history::{StoredPublication, now_ms};
 use crate::hub::SubscriberOptions;
 use herald_protocol::ErrorCode;
 use herald_protocol::command::SubscribeRequest;
-use herald_protocol::reply::{Reply, SubscribeResult};
+use herald_protocol::reply::SubscribeResult;
 use serde_json::value::RawValue;
+use std::sync::Arc;
 
 /// The SDK's subscribe flag asking for 112 instead of `recovered: false`.
 const FLAG_REJECT_UNRECOVERED: u64 = 2;
 
+/// What a subscriber is owed, owned so it outlives the stream lock.
+#[derive(Default)]
+pub(super) struct Subscribed {
+    recoverable: bool,
+    positioned: bool,
+    was_recovering: bool,
+    recovered: bool,
+    epoch: Arc<str>,
+    offset: u64,
+    publications: Vec<Arc<StoredPublication>>,
+}
+
+impl Subscribed {
+    /// The protocol's subscribe result, borrowing the publications' bytes.
+    pub(super) fn result<'a>(&'a self, expiry: &Expiry) -> SubscribeResult<'a> {
+        SubscribeResult {
+            expires: expiry.expires,
+            ttl: expiry.ttl,
+            recoverable: self.recoverable,
+            epoch: &self.epoch,
+            publications: self
+                .publications
+                .iter()
+                .filter_map(|p| serde_json::from_slice::<&RawValue>(&p.object).ok())
+                .collect(),
+            recovered: self.recovered,
+            offset: self.offset,
+            positioned: self.positioned,
+            was_recovering: self.was_recovering,
+            ..Default::default()
+        }
+    }
+}
+
 impl Session {
-    pub(super) fn subscribe_with_history(
+    /// Subscribes to a channel with history from the position `request` names.
+    /// Call with the outbox held, and release it with the reply.
+    pub(super) fn subscribe_at_position(
         &mut self,
-        id: u32,
         request: &SubscribeRequest<'_>,
         options: &ChannelOptions,
         join_leave: bool,
         chan_info: Option<Box<RawValue>>,
         expiry: &Expiry,
-    ) -> Result<(), ErrorCode> {
+    ) -> Result<Subscribed, ErrorCode> {
         let channel = request.channel.as_str();
         let retention = options.retention();
         let cache = options.cache_mode();
-        let recoverable =
-            cache || options.force_recovery || (options.allow_recovery && request.recoverable);
-        let positioned =
-            options.force_positioning || (options.allow_positioning && request.positioned);
         let limit = match options.recovery_max_publication_limit {
             0 => usize::MAX,
             limit => limit,
+        };
+        let mut owed = Subscribed {
+            recoverable: cache
+                || options.force_recovery
+                || (options.allow_recovery && request.recoverable),
+            positioned: options.force_positioning
+                || (options.allow_positioning && request.positioned),
+            ..Default::default()
         };
         let node = self.node.clone();
         node.engine.streams().locked(channel, |stream| {
             let now = now_ms();
             let position = stream.position();
-            let mut result = SubscribeResult {
-                expires: expiry.expires,
-                ttl: expiry.ttl,
-                recoverable,
-                epoch: &position.epoch,
-                offset: position.offset,
-                positioned,
-                ..Default::default()
-            };
-            let mut publications = Vec::new();
+            owed.epoch = position.epoch.clone();
+            owed.offset = position.offset;
             if cache {
-                publications.extend(stream.latest(retention, now));
-                result.was_recovering = request.recover;
-                result.recovered = request.recover;
-            } else if recoverable && request.recover {
-                result.was_recovering = true;
+                owed.publications.extend(stream.latest(retention, now));
+                owed.was_recovering = request.recover;
+                owed.recovered = request.recover;
+            } else if owed.recoverable && request.recover {
+                owed.was_recovering = true;
                 // An empty epoch means "any"; a client that saw nothing of an empty
                 // stream has nothing to miss, whatever its epoch.
                 let same_stream = request.epoch.is_empty()
@@ -67,12 +102,12 @@ impl Session {
                     .filter(|missed| missed.len() <= limit);
                 match missed {
                     Some(missed) => {
-                        result.recovered = true;
+                        owed.recovered = true;
                         if !missed.is_empty() {
                             // The position recovered from; each replayed publication moves it.
-                            result.offset = request.offset;
+                            owed.offset = request.offset;
                         }
-                        publications = missed;
+                        owed.publications = missed;
                     }
                     None if request.flag & FLAG_REJECT_UNRECOVERED != 0 => {
                         return Err(ErrorCode::UNRECOVERABLE_POSITION);
@@ -80,20 +115,16 @@ impl Session {
                     None => {}
                 }
             }
-            ::metrics::counter!(crate::metrics::RECOVERIES, "recovered" => if result.recovered { "true" } else { "false" })
-                .increment(u64::from(result.was_recovering));
-            let objects: Vec<&RawValue> = publications
-                .iter()
-                .filter_map(|p| serde_json::from_slice(&p.object).ok())
-                .collect();
-            result.publications = objects;
+            let outcome = if owed.recovered { "true" } else { "false" };
+            ::metrics::counter!(crate::metrics::RECOVERIES, "recovered" => outcome)
+                .increment(u64::from(owed.was_recovering));
             let subscriber = SubscriberOptions {
                 join_leave,
-                positioned_at: positioned.then_some(position.offset),
+                positioned_at: owed.positioned.then_some(position.offset),
             };
             self.add_subscription(channel, subscriber, chan_info, expiry.deadline);
-            let _ = self.outbox.push(Reply::result(id, "subscribe", &result));
             Ok(())
-        })
+        })?;
+        Ok(owed)
     }
 }

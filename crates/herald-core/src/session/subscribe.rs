@@ -6,7 +6,7 @@ use crate::hub::{Audience, SubscriberOptions};
 use crate::token::TokenError;
 use herald_protocol::command::{SubRefreshRequest, SubscribeRequest};
 use herald_protocol::push;
-use herald_protocol::reply::{EmptyResult, SubRefreshResult, SubscribeResult};
+use herald_protocol::reply::{EmptyResult, Reply, SubRefreshResult, SubscribeResult};
 use herald_protocol::{Disconnect, ErrorCode};
 use serde_json::value::RawValue;
 use std::time::Instant;
@@ -47,11 +47,17 @@ impl Session {
         // every publication after the position it reports.
         self.flush_replies();
         if options.retention().enabled() {
-            let subscribed = self
-                .subscribe_with_history(id, &request, &options, join_leave, grant.info, &expiry);
-            if let Err(error) = subscribed {
-                self.error(id, error);
-                return Ok(());
+            self.outbox.hold();
+            match self.subscribe_at_position(&request, &options, join_leave, grant.info, &expiry) {
+                Ok(owed) => {
+                    let reply = Reply::result(id, "subscribe", &owed.result(&expiry));
+                    self.outbox.release(Some(reply));
+                }
+                Err(error) => {
+                    self.outbox.release(None);
+                    self.error(id, error);
+                    return Ok(());
+                }
             }
         } else {
             let subscriber = SubscriberOptions {
