@@ -18,6 +18,7 @@ use crate::hub::{Audience, ClientHandle, Control};
 use crate::metrics;
 use crate::node::Node;
 use crate::outbox::Outbox;
+use crate::token::TokenError;
 use bytes::Bytes;
 use herald_protocol::command::{Command, Method};
 use herald_protocol::frame::FrameDecoder;
@@ -182,6 +183,24 @@ impl Session {
         }
     }
 
+    /// The claims of a token a command carried; `None` after answering 109 (the
+    /// SDK fetches a fresh token), or a disconnect with 3500 for a bad token.
+    fn claims<T>(
+        &mut self,
+        id: u32,
+        verified: Result<T, TokenError>,
+        command: &'static str,
+    ) -> Result<Option<T>, Disconnect> {
+        match verified {
+            Ok(claims) => Ok(Some(claims)),
+            Err(error) => {
+                let code = token_error(error, command)?;
+                self.error(id, code);
+                Ok(None)
+            }
+        }
+    }
+
     fn reply<T: serde::Serialize>(&mut self, id: u32, method: &'static str, result: &T) {
         self.replies.push(Reply::result(id, method, result));
     }
@@ -339,6 +358,18 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// How a failed token check is answered: 109 for an expired token, so the SDK
+/// refreshes it, and a 3500 disconnect for anything else.
+fn token_error(error: TokenError, command: &'static str) -> Result<ErrorCode, Disconnect> {
+    match error {
+        TokenError::Expired => Ok(ErrorCode::TOKEN_EXPIRED),
+        TokenError::Invalid(why) => {
+            tracing::info!(%why, command, "invalid token");
+            Err(Disconnect::INVALID_TOKEN)
+        }
     }
 }
 

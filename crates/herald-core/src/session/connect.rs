@@ -3,7 +3,6 @@
 use super::recovery::Subscribed;
 use super::{Connected, Session, State, expiry};
 use crate::hub::{ClientHandle, SubscriberOptions};
-use crate::token::TokenError;
 use herald_protocol::command::{ConnectRequest, RefreshRequest};
 use herald_protocol::push::ClientInfo;
 use herald_protocol::reply::{ConnectResult, RefreshResult, Reply};
@@ -26,16 +25,10 @@ impl Session {
             }
             Default::default()
         } else {
-            match self.node.verifier.verify_connect(&request.token) {
-                Ok(claims) => claims,
-                Err(TokenError::Expired) => {
-                    self.error(id, ErrorCode::TOKEN_EXPIRED);
-                    return Ok(());
-                }
-                Err(TokenError::Invalid(why)) => {
-                    tracing::info!(%why, "connect with invalid token");
-                    return Err(Disconnect::INVALID_TOKEN);
-                }
+            let verified = self.node.verifier.verify_connect(&request.token);
+            match self.claims(id, verified, "connect")? {
+                Some(claims) => claims,
+                None => return Ok(()),
             }
         };
         let user = claims.sub;
@@ -135,16 +128,9 @@ impl Session {
     }
 
     pub(super) fn refresh(&mut self, id: u32, request: RefreshRequest) -> Result<(), Disconnect> {
-        let claims = match self.node.verifier.verify_connect(&request.token) {
-            Ok(claims) => claims,
-            Err(TokenError::Expired) => {
-                self.error(id, ErrorCode::TOKEN_EXPIRED);
-                return Ok(());
-            }
-            Err(TokenError::Invalid(why)) => {
-                tracing::info!(%why, "refresh with invalid token");
-                return Err(Disconnect::INVALID_TOKEN);
-            }
+        let verified = self.node.verifier.verify_connect(&request.token);
+        let Some(claims) = self.claims(id, verified, "refresh")? else {
+            return Ok(());
         };
         let grace = self.node.limits.expired_close_delay;
         let version = self.node.version;

@@ -3,7 +3,6 @@
 use super::{Session, Subscription, expiry};
 use crate::channel::{self, ChannelOptions};
 use crate::hub::{Audience, SubscriberOptions};
-use crate::token::TokenError;
 use herald_protocol::command::{SubRefreshRequest, SubscribeRequest};
 use herald_protocol::push;
 use herald_protocol::reply::{EmptyResult, Reply, SubRefreshResult, SubscribeResult};
@@ -95,14 +94,11 @@ impl Session {
         }
         let user = c.info.user.as_str();
         if !token.is_empty() {
-            let claims = match self.node.verifier.verify_subscribe(token) {
-                Ok(claims) => claims,
-                Err(TokenError::Expired) => return Err(Ok(ErrorCode::TOKEN_EXPIRED)),
-                Err(TokenError::Invalid(why)) => {
-                    tracing::info!(%why, %channel, "subscribe with invalid token");
-                    return Err(Err(Disconnect::INVALID_TOKEN));
-                }
-            };
+            let claims = self
+                .node
+                .verifier
+                .verify_subscribe(token)
+                .map_err(|error| super::token_error(error, "subscribe"))?;
             if claims.channel != channel || claims.sub != user {
                 return Err(Ok(ErrorCode::PERMISSION_DENIED));
             }
@@ -201,16 +197,9 @@ impl Session {
         request: SubRefreshRequest,
     ) -> Result<(), Disconnect> {
         let channel = request.channel.as_str();
-        let claims = match self.node.verifier.verify_subscribe(&request.token) {
-            Ok(claims) => claims,
-            Err(TokenError::Expired) => {
-                self.error(id, ErrorCode::TOKEN_EXPIRED);
-                return Ok(());
-            }
-            Err(TokenError::Invalid(why)) => {
-                tracing::info!(%why, %channel, "sub_refresh with invalid token");
-                return Err(Disconnect::INVALID_TOKEN);
-            }
+        let verified = self.node.verifier.verify_subscribe(&request.token);
+        let Some(claims) = self.claims(id, verified, "sub_refresh")? else {
+            return Ok(());
         };
         let grace = self.node.limits.expired_close_delay;
         let c = self.connected();
