@@ -9,6 +9,11 @@
 //! - `load.rs`: what benchmarks share: servers on `127.0.0.1:0`, concurrent API
 //!   publishers with latency histograms, the offset check, a minimal WebSocket
 //!   client, tokens.
+//! - `suite.rs`, `suite_doc.rs`: `suite`, herald side by side with other stacks,
+//!   each its own process (`peers/`), through the scenarios in `scenarios/`,
+//!   driven by the WebSocket load generator (`loadgen.rs`) and HTTP publishers
+//!   (`publishers.rs`); `procs.rs` starts processes and reads `/proc`; `svg.rs`
+//!   draws the charts.
 //! - `report.rs`: machine facts, the date, and replacing a section of
 //!   `docs/benchmarks.md`.
 //!
@@ -17,7 +22,15 @@
 
 mod history;
 mod load;
+mod loadgen;
+mod peers;
+mod procs;
+mod publishers;
 mod report;
+mod scenarios;
+mod suite;
+mod suite_doc;
+mod svg;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -37,6 +50,9 @@ struct Cli {
 enum Command {
     /// Durable (SQLite) history against in-memory history, side by side.
     History(history::Args),
+    /// Herald side by side with the Rust baseline, Socket.IO 4 and Django Channels,
+    /// each as its own process, driven by a WebSocket load generator.
+    Suite(suite::Args),
 }
 
 #[tokio::main]
@@ -44,6 +60,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::History(args) => history::run(args).await,
+        Command::Suite(args) => suite::run(args).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

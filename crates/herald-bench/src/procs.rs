@@ -42,10 +42,10 @@ pub async fn spawn_listening(
         let mut tx = Some(tx);
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            if let Some((_, addr)) = line.split_once("listening on http://") {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(addr.trim().trim_end_matches('/').to_string());
-                }
+            if let Some((_, addr)) = line.split_once("listening on http://")
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(addr.trim().trim_end_matches('/').to_string());
             }
         }
     });
@@ -61,7 +61,10 @@ pub async fn spawn_listening(
         Err(_) => {
             let tail = process.log_tail();
             process.stop().await;
-            Err(format!("{name} did not print `listening on` within {wait:?}; its log ends:\n{tail}").into())
+            Err(format!(
+                "{name} did not print `listening on` within {wait:?}; its log ends:\n{tail}"
+            )
+            .into())
         }
     }
 }
@@ -94,7 +97,10 @@ impl Process {
 
     /// Resident memory of every process in the group, in KiB.
     pub fn rss_kib(&self) -> u64 {
-        group_members(self.pid).iter().map(|&pid| rss_kib(pid)).sum()
+        group_members(self.pid)
+            .iter()
+            .map(|&pid| rss_kib(pid))
+            .sum()
     }
 
     /// CPU ticks (user + system) of every process in the group.
@@ -163,7 +169,12 @@ fn cpu_ticks(path: &str) -> u64 {
     let stat = std::fs::read_to_string(path).unwrap_or_default();
     let fields = after_comm(&stat);
     // After the command: state(0) ppid(1) ... utime(11) stime(12).
-    let get = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let get = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     get(11) + get(12)
 }
 

@@ -1,0 +1,179 @@
+//! Herald: the release binary with a generated config (no durable storage, a
+//! `bench` namespace clients may subscribe to), driven over the Centrifugo
+//! client protocol v2: `connect` with a JWT signed here, then `subscribe`.
+
+use super::{Endpoint, Kind, Paths, parse_addr};
+use crate::Result;
+use crate::loadgen::Ws;
+use crate::procs::{self, Process};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+const SECRET: &str = "herald-bench-suite-secret-0123456789abcdef";
+const API_KEY: &str = "herald-bench-suite-api-key";
+
+pub fn binary(paths: &Paths) -> std::path::PathBuf {
+    paths.target.join("release/herald")
+}
+
+fn config() -> String {
+    format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+allowed_origins = []
+shutdown_grace = "1s"
+
+[auth]
+hmac_secret = "{SECRET}"
+
+[api]
+key = "{API_KEY}"
+
+[client]
+allow_anonymous_connect_without_token = true
+
+[storage]
+durable = false
+
+[[channel.namespaces]]
+name = "bench"
+allow_subscribe_for_client = true
+"#
+    )
+}
+
+pub async fn start(paths: &Paths, dir: &Path) -> Result<(Process, Vec<Process>, Endpoint)> {
+    let file = dir.join("herald.toml");
+    std::fs::write(&file, config())?;
+    let mut cmd = Command::new(binary(paths));
+    cmd.arg("serve").arg("--config").arg(&file).current_dir(dir);
+    let (process, addr) = procs::spawn_listening(
+        "herald",
+        cmd,
+        &dir.join("herald.log"),
+        Duration::from_secs(20),
+    )
+    .await?;
+    let endpoint = Endpoint {
+        kind: Kind::Herald,
+        addr: parse_addr("herald", &addr)?,
+        api_key: API_KEY.into(),
+    };
+    Ok((process, Vec::new(), endpoint))
+}
+
+/// `herald version` of the binary the suite runs.
+pub fn version(paths: &Paths) -> String {
+    Command::new(binary(paths))
+        .arg("version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// HS256 connection tokens for users `u0..u{count}`, signed with the config's secret.
+pub fn tokens(count: usize) -> Result<Vec<String>> {
+    let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
+    let exp = herald_core::unix_now() + 3600;
+    (0..count)
+        .map(|i| {
+            let claims = json!({"sub": format!("u{i}"), "exp": exp});
+            Ok(jsonwebtoken::encode(
+                &jsonwebtoken::Header::default(),
+                &claims,
+                &key,
+            )?)
+        })
+        .collect()
+}
+
+fn channel(room: &str) -> String {
+    format!("bench:{room}")
+}
+
+pub async fn handshake(ws: &mut Ws, rooms: &[String], token: Option<&str>) -> Result<()> {
+    let connect = match token {
+        Some(token) => json!({"id": 1, "connect": {"token": token}}),
+        None => json!({"id": 1, "connect": {}}),
+    };
+    ws.send(Message::text(connect.to_string())).await?;
+    await_replies(ws, &mut vec![1], "connect").await?;
+    let mut ids = Vec::new();
+    for (i, room) in rooms.iter().enumerate() {
+        let id = i as u64 + 2;
+        let subscribe = json!({"id": id, "subscribe": {"channel": channel(room)}});
+        ws.send(Message::text(subscribe.to_string())).await?;
+        ids.push(id);
+    }
+    await_replies(ws, &mut ids, "subscribe").await
+}
+
+/// Reads until every command in `ids` got its reply carrying `field`; a reply
+/// frame may hold several replies, one per line.
+async fn await_replies(ws: &mut Ws, ids: &mut Vec<u64>, field: &str) -> Result<()> {
+    while !ids.is_empty() {
+        let text = match ws.next().await {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Close(frame))) => {
+                return Err(format!("closed during {field}: {frame:?}").into());
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(format!("{field}: {e}").into()),
+            None => return Err(format!("connection ended during {field}").into()),
+        };
+        for line in text.split('\n').filter(|l| !l.is_empty()) {
+            let reply: Value = serde_json::from_str(line)?;
+            let Some(id) = reply["id"].as_u64() else {
+                continue;
+            };
+            if !ids.contains(&id) {
+                continue;
+            }
+            if reply.get(field).is_none() {
+                return Err(format!("{field} failed: {line}").into());
+            }
+            ids.retain(|&i| i != id);
+        }
+    }
+    Ok(())
+}
+
+/// Herald pings with an empty reply `{}`, alone or in a batch of lines.
+pub fn pong(text: &str) -> Option<&'static str> {
+    let ping = text == "{}" || text.starts_with("{}\n") || text.contains("\n{}");
+    ping.then_some("{}")
+}
+
+pub fn publish(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    room: &str,
+    payload: &str,
+) -> reqwest::RequestBuilder {
+    let body = json!({"channel": channel(room), "data": payload}).to_string();
+    http.post(format!("{base}/api/publish"))
+        .header("X-API-Key", key)
+        .body(body)
+}
+
+pub fn batch(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    items: &[(String, String)],
+) -> reqwest::RequestBuilder {
+    let commands: Vec<Value> = items
+        .iter()
+        .map(|(room, payload)| json!({"publish": {"channel": channel(room), "data": payload}}))
+        .collect();
+    http.post(format!("{base}/api/batch"))
+        .header("X-API-Key", key)
+        .body(json!({"commands": commands}).to_string())
+}
