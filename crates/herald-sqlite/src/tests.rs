@@ -102,7 +102,9 @@ async fn a_batch_larger_than_one_statement_is_written_whole() {
     let count = (ROWS_PER_STATEMENT * 2 + 500) as u64;
     let batch = CommitBatch {
         streams: vec![meta("big", "e", count)],
-        publications: (1..=count).map(|offset| ("big".to_string(), object(offset))).collect(),
+        publications: (1..=count)
+            .map(|offset| ("big".to_string(), object(offset)))
+            .collect(),
         ..Default::default()
     };
     log.commit(&batch).await.unwrap();

@@ -23,14 +23,19 @@ const LAG: usize = 4096;
 
 #[tokio::main]
 async fn main() {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9100".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9100".into());
     let (sender, _) = broadcast::channel::<Utf8Bytes>(LAG);
     let app = Router::new()
         .route("/ws", get(upgrade))
         .route("/publish", post(publish))
         .with_state(sender);
     let listener = tokio::net::TcpListener::bind(&addr).await.expect("bind");
-    println!("listening on http://{}", listener.local_addr().expect("bound"));
+    println!(
+        "listening on http://{}",
+        listener.local_addr().expect("bound")
+    );
     axum::serve(listener, app).await.expect("serve");
 }
 
@@ -42,7 +47,10 @@ async fn publish(State(sender): State<broadcast::Sender<Utf8Bytes>>, body: Bytes
     delivered.to_string()
 }
 
-async fn upgrade(ws: WebSocketUpgrade, State(sender): State<broadcast::Sender<Utf8Bytes>>) -> Response {
+async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(sender): State<broadcast::Sender<Utf8Bytes>>,
+) -> Response {
     ws.on_upgrade(move |socket| forward(socket, sender.subscribe()))
 }
 
