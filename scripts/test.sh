@@ -23,6 +23,8 @@ apt_install() {
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || apt_install nodejs npm
 command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
 python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
+# The benchmark smoke run starts its own redis-server for the Django Channels peer.
+command -v redis-server >/dev/null 2>&1 || apt_install redis-server
 
 step "building herald"
 cargo build --workspace --all-targets --locked
@@ -40,3 +42,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 .venv/bin/python -m pytest tests/python -q
+
+step "Benchmark smoke run (checks the suite runs and reports; no speed threshold)"
+cargo run --release --locked -p herald-bench -- suite --scale smoke --no-doc
