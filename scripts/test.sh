@@ -44,4 +44,4 @@ fi
 .venv/bin/python -m pytest tests/python -q
 
 step "Benchmark smoke run (checks the suite runs and reports; no speed threshold)"
-cargo run --release --locked -p herald-bench -- suite --scale smoke --no-doc
+cargo run --release --locked -p herald-bench -- suite --scale small --no-doc
