@@ -30,18 +30,28 @@ step "building herald"
 cargo build --workspace --all-targets --locked
 export HERALD_BIN="$root/target/debug/herald"
 
+logs="$root/target/test-logs"
+mkdir -p "$logs"
+
 step "Rust tests"
-cargo test --workspace --locked
+cargo test --workspace --locked 2>&1 | tee "$logs/rust.log"
 
 step "Node suite (published centrifuge SDK)"
-(cd tests/node && npm ci --no-audit --no-fund --loglevel=error && npm test)
+(cd tests/node && npm ci --no-audit --no-fund --loglevel=error && npm test) 2>&1 | tee "$logs/node.log"
 
 step "Python suite (published centrifuge-python and cent)"
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
-.venv/bin/python -m pytest tests/python -q
+.venv/bin/python -m pytest tests/python -q 2>&1 | tee "$logs/python.log"
 
-step "Benchmark smoke run (checks the suite runs and reports; no speed threshold)"
+step "Benchmark suite, small scale (checks it runs and reports; no speed threshold)"
 cargo run --release --locked -p herald-bench -- suite --scale small --no-doc
+
+# One closing line for all suites (set -e has already stopped on any failure).
+rust=$(grep -E '^test result: ok' "$logs/rust.log" | awk '{sum += $4} END {print sum + 0}')
+node=$(grep -E '^# pass ' "$logs/node.log" | awk '{print $3}')
+python=$(grep -Eo '[0-9]+ passed' "$logs/python.log" | tail -1 | awk '{print $1}')
+printf '\nRust %s, Node %s, Python %s\n' "$rust" "$node" "$python"
+echo "tests: $((rust + node + python)) passed, 0 failed"
