@@ -50,7 +50,7 @@ struct Cli {
 enum Command {
     /// Durable (SQLite) history against in-memory history, side by side.
     History(history::Args),
-    /// Herald side by side with the Rust baseline, Socket.IO 4 and Django Channels,
+    /// Herald side by side with the Rust baseline, sockudo, Socket.IO 4 and Django Channels,
     /// each as its own process, driven by a WebSocket load generator.
     Suite(suite::Args),
 }

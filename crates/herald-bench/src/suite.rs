@@ -1,5 +1,6 @@
 //! `suite`: herald side by side with the stacks people use today: the minimal
-//! Rust broadcast baseline, Socket.IO 4 on Node, and Django Channels. Every
+//! Rust broadcast baseline, sockudo (a Rust Pusher-protocol server), Socket.IO 4
+//! on Node, and Django Channels. Every
 //! system runs as its own process, fresh for each scenario; the load generator
 //! is this process. Scenarios run one after another, each for every system in
 //! turn, so a noisy neighbour affects the systems of one scenario alike.
@@ -15,7 +16,9 @@ pub struct Args {
     /// smoke (~1 minute), small (~2 minutes) or full (writes the docs).
     #[arg(long, default_value = "smoke")]
     scale: String,
-    /// Systems to run, comma-separated: herald,baseline,socketio,django.
+    /// Systems to run, comma-separated: herald,baseline,sockudo,socketio,django.
+    /// sockudo is built by bench/peers/sockudo/install.sh (slow); only `full`
+    /// builds it, smaller scales skip it unless it is installed.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Write docs/benchmarks.md and docs/img/bench-*.svg (the default with --scale full).
@@ -94,7 +97,7 @@ pub async fn run(args: Args) -> Result<()> {
     }
     let mut skipped: Vec<(Kind, String)> = Vec::new();
     for &kind in &kinds {
-        if let Some(why) = unavailable(kind, &paths) {
+        if let Some(why) = unavailable(kind, &paths, scale.name) {
             eprintln!("{}: skipped: {why}", kind.id());
             skipped.push((kind, format!("skipped: {why}")));
         }
@@ -274,7 +277,7 @@ fn build(root: &Path) -> Result<()> {
     Ok(())
 }
 
-fn unavailable(kind: Kind, paths: &Paths) -> Option<String> {
+fn unavailable(kind: Kind, paths: &Paths, scale: &str) -> Option<String> {
     match kind {
         Kind::Herald => {
             let bin = peers::herald::binary(paths);
@@ -284,6 +287,7 @@ fn unavailable(kind: Kind, paths: &Paths) -> Option<String> {
             let bin = peers::baseline::binary(paths);
             (!bin.exists()).then(|| format!("{} missing", bin.display()))
         }
+        Kind::Sockudo => peers::sockudo::unavailable(paths, scale),
         Kind::SocketIo => peers::socketio::prepare(paths).err().map(|e| e.to_string()),
         Kind::Django => peers::django::unavailable(paths),
     }
@@ -304,6 +308,7 @@ fn version(kind: Kind, paths: &Paths) -> String {
                 env!("CARGO_PKG_VERSION")
             )
         }
+        Kind::Sockudo => peers::sockudo::version(paths),
         Kind::SocketIo => peers::socketio::version(paths),
         Kind::Django => peers::django::version(paths),
     }

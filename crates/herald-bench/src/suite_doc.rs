@@ -45,7 +45,7 @@ fn ok<T>(outcomes: &Outcomes<T>, kind: Kind) -> Option<&T> {
 pub fn targets(r: &Results) -> String {
     let mut out = String::from("### Targets\n\n");
     let herald_fanout = ok(&r.fanout, Kind::Herald).map(|f| f.max_rate);
-    for kind in [Kind::Baseline, Kind::SocketIo, Kind::Django] {
+    for kind in [Kind::Baseline, Kind::Sockudo, Kind::SocketIo, Kind::Django] {
         let goal = fanout::target(kind).unwrap_or(1.0);
         let line = match (herald_fanout, ok(&r.fanout, kind)) {
             (Some(h), Some(p)) => {
@@ -136,8 +136,14 @@ pub fn write(r: &Results, doc: &Path) -> Result<()> {
          {payload}-byte string that starts with its send time in µs, so each delivery's \
          publish-to-deliver latency goes into an HDR histogram. Herald connects with a JWT \
          signed with its HMAC secret (verified on every connect) and subscribes with the \
-         Centrifugo protocol; Socket.IO is spoken as Engine.IO v4 (`40` namespace connect, \
-         ping `2` answered `3`); the baseline and Django need no handshake.\n\
+         Centrifugo protocol; sockudo is spoken as Pusher Channels protocol 7 \
+         (`pusher:subscribe` per channel, `pusher:ping` answered `pusher:pong`) and published \
+         to through its HTTP API, each request signed with HMAC-SHA256 (and an MD5 of the \
+         body) as Pusher's libraries do; Socket.IO is spoken as Engine.IO v4 (`40` namespace \
+         connect, ping `2` answered `3`); the baseline and Django need no handshake.\n\
+         - sockudo runs from a config generated per run: one app, the local (in-memory) \
+         adapter, its rate limiter, metrics listener and queue off, and `batch_events` allowed \
+         {batch} events per request (Pusher's limit is 10); its other settings are its defaults.\n\
          - Fan-out maximum: {fanout_publishers} HTTP publishers publish as fast as the system takes \
          them while at most {window} publications per subscriber are undelivered, {warmup:?} \
          warm-up then {measure:?} measured. \"Backlog kept\" is the average undelivered \
@@ -160,6 +166,7 @@ pub fn write(r: &Results, doc: &Path) -> Result<()> {
          machine has {cpus} CPUs shared by the load generator and the server.\n\n\
          {targets}\n{tables}\n{images}",
         command = r.command,
+        batch = crate::scenarios::publish::BATCH,
         machine = report::machine_facts(),
         date = report::today(),
         nofile = r.nofile,

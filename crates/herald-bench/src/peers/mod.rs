@@ -2,6 +2,8 @@
 //! each scenario, and is driven through its own protocol:
 //! - `herald.rs`: the release `herald` binary, Centrifugo protocol v2, JWT connect;
 //! - `baseline.rs`: `rust-baseline`, a bare axum broadcast (one channel, no protocol);
+//! - `sockudo.rs`: sockudo 5.2 (bench/peers/sockudo), Pusher Channels protocol 7,
+//!   publishing through its signed HTTP API;
 //! - `socketio.rs`: Socket.IO 4 on Node (bench/peers/socketio), Engine.IO v4 framing;
 //! - `django.rs`: Django Channels with Redis (bench/peers/django), when present.
 
@@ -9,6 +11,7 @@ pub mod baseline;
 pub mod django;
 pub mod herald;
 pub mod socketio;
+pub mod sockudo;
 
 use crate::Result;
 use crate::loadgen::{self, Ws};
@@ -21,6 +24,7 @@ use std::sync::Arc;
 pub enum Kind {
     Herald,
     Baseline,
+    Sockudo,
     SocketIo,
     Django,
 }
@@ -36,12 +40,19 @@ pub enum Rooms {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Herald, Kind::Baseline, Kind::SocketIo, Kind::Django];
+    pub const ALL: [Kind; 5] = [
+        Kind::Herald,
+        Kind::Baseline,
+        Kind::Sockudo,
+        Kind::SocketIo,
+        Kind::Django,
+    ];
 
     pub fn id(self) -> &'static str {
         match self {
             Kind::Herald => "herald",
             Kind::Baseline => "baseline",
+            Kind::Sockudo => "sockudo",
             Kind::SocketIo => "socketio",
             Kind::Django => "django",
         }
@@ -51,6 +62,7 @@ impl Kind {
         match self {
             Kind::Herald => "Herald",
             Kind::Baseline => "Rust baseline (axum)",
+            Kind::Sockudo => "sockudo 5 (Rust, Pusher)",
             Kind::SocketIo => "Socket.IO 4 (Node)",
             Kind::Django => "Django Channels",
         }
@@ -62,7 +74,7 @@ impl Kind {
 
     pub fn rooms(self) -> Rooms {
         match self {
-            Kind::Herald | Kind::SocketIo => Rooms::Many,
+            Kind::Herald | Kind::Sockudo | Kind::SocketIo => Rooms::Many,
             Kind::Django => Rooms::One,
             Kind::Baseline => Rooms::None,
         }
@@ -70,7 +82,7 @@ impl Kind {
 
     /// Whether the server API takes many publications in one request.
     pub fn has_batch(self) -> bool {
-        self == Kind::Herald
+        matches!(self, Kind::Herald | Kind::Sockudo)
     }
 }
 
@@ -84,7 +96,7 @@ pub struct Paths {
 pub struct Endpoint {
     pub kind: Kind,
     pub addr: SocketAddr,
-    /// Herald only: the server API key.
+    /// Herald only: the server API key (sockudo's app credentials are fixed in `sockudo.rs`).
     pub api_key: String,
 }
 
@@ -95,6 +107,7 @@ impl Endpoint {
         let path = match self.kind {
             Kind::Herald => "/connection/websocket".to_string(),
             Kind::Baseline => "/ws".to_string(),
+            Kind::Sockudo => sockudo::path(),
             Kind::SocketIo => socketio::path(rooms),
             Kind::Django => django::path(rooms)?,
         };
@@ -102,6 +115,7 @@ impl Endpoint {
         let handshake = async {
             match self.kind {
                 Kind::Herald => herald::handshake(&mut ws, rooms, token).await,
+                Kind::Sockudo => sockudo::handshake(&mut ws, rooms).await,
                 Kind::SocketIo => socketio::handshake(&mut ws).await,
                 Kind::Baseline | Kind::Django => Ok(()),
             }
@@ -116,6 +130,7 @@ impl Endpoint {
     pub fn pong(&self, text: &str) -> Option<&'static str> {
         match self.kind {
             Kind::Herald => herald::pong(text),
+            Kind::Sockudo => sockudo::pong(text),
             Kind::SocketIo => socketio::pong(text),
             Kind::Baseline | Kind::Django => None,
         }
@@ -134,6 +149,7 @@ impl Endpoint {
             Kind::Baseline => http
                 .post(format!("{base}/publish"))
                 .body(payload.to_string()),
+            Kind::Sockudo => sockudo::publish(http, &base, room, payload),
             Kind::SocketIo => http
                 .post(format!("{base}/publish/{room}"))
                 .body(payload.to_string()),
@@ -152,6 +168,7 @@ impl Endpoint {
         let base = format!("http://{}", self.addr);
         match self.kind {
             Kind::Herald => Some(herald::batch(http, &base, &self.api_key, items)),
+            Kind::Sockudo => Some(sockudo::batch(http, &base, items)),
             _ => None,
         }
     }
@@ -171,6 +188,7 @@ impl Peer {
         let (main, helpers, endpoint) = match kind {
             Kind::Herald => herald::start(paths, dir.path()).await?,
             Kind::Baseline => baseline::start(paths, dir.path()).await?,
+            Kind::Sockudo => sockudo::start(paths, dir.path()).await?,
             Kind::SocketIo => socketio::start(paths, dir.path()).await?,
             Kind::Django => django::start(paths, dir.path()).await?,
         };

@@ -224,6 +224,7 @@ pub fn target(kind: Kind) -> Option<f64> {
     match kind {
         Kind::Herald => None,
         Kind::Baseline => Some(1.0),
+        Kind::Sockudo => Some(4.0),
         Kind::SocketIo => Some(6.0),
         Kind::Django => Some(100.0),
     }

@@ -1,6 +1,7 @@
 //! The publish API: publications per second over HTTP to a channel with no
 //! subscribers, from concurrent publishers each awaiting its answer; herald
-//! also with `POST /api/batch` (systems without a batch API: n/a).
+//! and sockudo also in batches (herald `POST /api/batch`, sockudo the Pusher
+//! `batch_events`; systems without a batch API: n/a).
 
 use super::{Ctx, loadgen_cpu, missing_row, rate, ratio, server_cpu};
 use crate::Result;
