@@ -47,7 +47,12 @@ pub struct ClientHandle {
 impl ClientHandle {
     /// Queues a message; an overflow disconnects this client as slow.
     pub fn send(&self, message: Bytes) -> bool {
-        match self.outbox.push(message) {
+        self.send_at(message, std::time::Instant::now())
+    }
+
+    /// `send` with the caller's clock reading (see `Outbox::push_at`).
+    pub fn send_at(&self, message: Bytes, queued_at: std::time::Instant) -> bool {
+        match self.outbox.push_at(message, queued_at) {
             Ok(()) => true,
             Err(PushError::Overflow) => {
                 tracing::info!(client = %self.id, user = %self.user, "slow client disconnected: outbox full");
@@ -273,6 +278,7 @@ impl Hub {
             return 0;
         };
         let mut delivered = 0;
+        let now = std::time::Instant::now();
         for subscriber in state.subscribers.values() {
             if audience == Audience::JoinLeave && !subscriber.join_leave {
                 continue;
@@ -290,7 +296,7 @@ impl Hub {
                     continue;
                 }
             }
-            if subscriber.client.send(message.clone()) {
+            if subscriber.client.send_at(message.clone(), now) {
                 delivered += 1;
             }
         }

@@ -35,10 +35,9 @@ pub enum PushError {
     Overflow,
 }
 
-/// What the writer takes in one drain.
+/// What the writer takes in one drain, besides the messages themselves.
 #[derive(Debug, Default)]
 pub struct Drained {
-    pub messages: Vec<Bytes>,
     /// When the oldest drained message was queued, for the publish-to-write latency.
     pub oldest: Option<Instant>,
     /// Set once: the writer sends this Close frame after the messages and stops.
@@ -74,6 +73,12 @@ impl Outbox {
     }
 
     pub fn push(&self, message: Bytes) -> Result<(), PushError> {
+        self.push_at(message, Instant::now())
+    }
+
+    /// `push`, with the caller's clock reading: fan-out reads the clock once
+    /// per publication, not once per subscriber.
+    pub fn push_at(&self, message: Bytes, queued_at: Instant) -> Result<(), PushError> {
         let mut state = self.lock();
         if state.close.is_some() {
             return Err(PushError::Closed);
@@ -91,7 +96,7 @@ impl Outbox {
         state.bytes += message.len();
         let was_empty = state.queue.is_empty();
         if was_empty {
-            state.oldest = Some(Instant::now());
+            state.oldest = Some(queued_at);
         }
         state.queue.push_back(message);
         drop(state);
@@ -168,8 +173,9 @@ impl Outbox {
         self.lock().close.clone()
     }
 
-    /// Waits until there is something to write, then takes all of it.
-    pub async fn drain(&self) -> Drained {
+    /// Waits until there is something to write, then moves all of it into
+    /// `messages` (the writer's own buffer, reused from drain to drain).
+    pub async fn drain(&self, messages: &mut Vec<Bytes>) -> Drained {
         loop {
             {
                 let mut state = self.lock();
@@ -182,8 +188,8 @@ impl Outbox {
                 let held = state.hold_at.is_some() && close.is_none();
                 if (!state.queue.is_empty() && !held) || close.is_some() {
                     state.bytes = 0;
+                    messages.extend(state.queue.drain(..));
                     return Drained {
-                        messages: state.queue.drain(..).collect(),
                         oldest: state.oldest.take(),
                         close,
                     };

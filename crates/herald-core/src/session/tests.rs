@@ -51,10 +51,9 @@ fn token(user: &str) -> String {
 
 /// Everything queued so far, one JSON value per line.
 async fn written(outbox: &Outbox) -> Vec<Value> {
-    outbox
-        .drain()
-        .await
-        .messages
+    let mut messages = Vec::new();
+    outbox.drain(&mut messages).await;
+    messages
         .iter()
         .flat_map(|frame| {
             std::str::from_utf8(frame)

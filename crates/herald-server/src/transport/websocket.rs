@@ -126,10 +126,12 @@ async fn write_loop(
     outbox: Arc<Outbox>,
     metrics: WriterMetrics,
 ) {
+    let mut messages = Vec::new();
     loop {
-        let drained = outbox.drain().await;
-        if !drained.messages.is_empty() {
-            let frame = pack_frame(&drained.messages);
+        let drained = outbox.drain(&mut messages).await;
+        if !messages.is_empty() {
+            let frame = pack_frame(&messages);
+            messages.clear();
             let len = frame.len();
             let Ok(text) = Utf8Bytes::try_from(frame) else {
                 tracing::error!("an outgoing frame was not UTF-8; closing the connection");
