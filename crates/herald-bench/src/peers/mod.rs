@@ -220,6 +220,15 @@ impl Peer {
             helper.stop().await;
         }
     }
+
+    /// Stops the system after a measurement, showing its log when it failed.
+    pub async fn finish<T>(self, outcome: Result<T>) -> Result<T> {
+        if outcome.is_err() {
+            eprintln!("  {} log:\n{}", self.endpoint.kind.id(), self.log_tail());
+        }
+        self.stop().await;
+        outcome
+    }
 }
 
 /// A free TCP port on 127.0.0.1 (for systems that cannot pick their own).

@@ -31,11 +31,7 @@ pub async fn run(kind: Kind, ctx: &Ctx<'_>) -> Result<Channels> {
     }
     let peer = Peer::start(kind, ctx.paths).await?;
     let outcome = measure(&peer, ctx).await;
-    if outcome.is_err() {
-        eprintln!("  {} log:\n{}", kind.id(), peer.log_tail());
-    }
-    peer.stop().await;
-    outcome
+    peer.finish(outcome).await
 }
 
 async fn measure(peer: &Peer, ctx: &Ctx<'_>) -> Result<Channels> {

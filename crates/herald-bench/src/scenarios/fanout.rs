@@ -38,15 +38,8 @@ pub struct Fanout {
 
 pub async fn run(kind: Kind, ctx: &Ctx<'_>) -> Result<Fanout> {
     let mut peer = Peer::start(kind, ctx.paths).await?;
-    let outcome = match measure(&mut peer, ctx).await {
-        Ok(outcome) => Ok(outcome),
-        Err(e) => {
-            eprintln!("  {} log:\n{}", kind.id(), peer.log_tail());
-            Err(e)
-        }
-    };
-    peer.stop().await;
-    outcome
+    let outcome = measure(&mut peer, ctx).await;
+    peer.finish(outcome).await
 }
 
 /// What the maximum run measured.
