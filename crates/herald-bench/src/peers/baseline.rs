@@ -2,9 +2,9 @@
 //! every body posted to `POST /publish`, one text frame each. No handshake, no
 //! rooms, no auth: the floor a real-time server is measured against.
 
-use super::{Endpoint, Kind, Paths, parse_addr};
+use super::{Endpoint, Kind, Paths, spawn_endpoint};
 use crate::Result;
-use crate::procs::{self, Process};
+use crate::procs::Process;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -16,17 +16,13 @@ pub fn binary(paths: &Paths) -> std::path::PathBuf {
 pub async fn start(paths: &Paths, dir: &Path) -> Result<(Process, Vec<Process>, Endpoint)> {
     let mut cmd = Command::new(binary(paths));
     cmd.arg("127.0.0.1:0");
-    let (process, addr) = procs::spawn_listening(
-        "rust-baseline",
+    let (process, endpoint) = spawn_endpoint(
+        Kind::Baseline,
         cmd,
-        &dir.join("baseline.log"),
+        dir,
         Duration::from_secs(20),
+        String::new(),
     )
     .await?;
-    let endpoint = Endpoint {
-        kind: Kind::Baseline,
-        addr: parse_addr("rust-baseline", &addr)?,
-        api_key: String::new(),
-    };
     Ok((process, Vec::new(), endpoint))
 }

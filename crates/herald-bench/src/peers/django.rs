@@ -3,7 +3,7 @@
 //! group message as one text frame; `POST /publish/GROUP/` does `group_send`.
 //! The channel layer needs Redis: the suite starts its own, on a free port.
 
-use super::{Endpoint, Kind, Paths, free_port, parse_addr};
+use super::{Endpoint, Kind, Paths, free_port, spawn_endpoint};
 use crate::Result;
 use crate::procs::{self, Process};
 use std::path::{Path, PathBuf};
@@ -52,26 +52,21 @@ pub async fn start(paths: &Paths, tmp: &Path) -> Result<(Process, Vec<Process>, 
         .arg(format!("redis://127.0.0.1:{redis_port}/0"))
         .current_dir(dir(paths));
     // The first run builds the peer's virtualenv.
-    let started = procs::spawn_listening(
-        "django",
+    let started = spawn_endpoint(
+        Kind::Django,
         cmd,
-        &tmp.join("django.log"),
+        tmp,
         Duration::from_secs(900),
+        String::new(),
     )
     .await;
-    let (process, addr) = match started {
-        Ok(started) => started,
+    match started {
+        Ok((process, endpoint)) => Ok((process, vec![redis], endpoint)),
         Err(e) => {
             redis.stop().await;
-            return Err(e);
+            Err(e)
         }
-    };
-    let endpoint = Endpoint {
-        kind: Kind::Django,
-        addr: parse_addr("django", &addr)?,
-        api_key: String::new(),
-    };
-    Ok((process, vec![redis], endpoint))
+    }
 }
 
 /// The pinned Django, Channels and Daphne versions from requirements.txt.

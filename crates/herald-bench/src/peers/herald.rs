@@ -2,10 +2,10 @@
 //! `bench` namespace clients may subscribe to), driven over the Centrifugo
 //! client protocol v2: `connect` with a JWT signed here, then `subscribe`.
 
-use super::{Endpoint, Kind, Paths, parse_addr};
+use super::{Endpoint, Kind, Paths, spawn_endpoint};
 use crate::Result;
 use crate::loadgen::Ws;
-use crate::procs::{self, Process};
+use crate::procs::Process;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::path::Path;
@@ -51,18 +51,14 @@ pub async fn start(paths: &Paths, dir: &Path) -> Result<(Process, Vec<Process>, 
     std::fs::write(&file, config())?;
     let mut cmd = Command::new(binary(paths));
     cmd.arg("serve").arg("--config").arg(&file).current_dir(dir);
-    let (process, addr) = procs::spawn_listening(
-        "herald",
+    let (process, endpoint) = spawn_endpoint(
+        Kind::Herald,
         cmd,
-        &dir.join("herald.log"),
+        dir,
         Duration::from_secs(20),
+        API_KEY.into(),
     )
     .await?;
-    let endpoint = Endpoint {
-        kind: Kind::Herald,
-        addr: parse_addr("herald", &addr)?,
-        api_key: API_KEY.into(),
-    };
     Ok((process, Vec::new(), endpoint))
 }
 

@@ -237,6 +237,29 @@ pub fn free_port() -> Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
+/// Starts a system that prints `listening on http://ADDR` (its log goes to
+/// `dir/<id>.log`) and names the endpoint it serves.
+async fn spawn_endpoint(
+    kind: Kind,
+    cmd: std::process::Command,
+    dir: &std::path::Path,
+    wait: std::time::Duration,
+    api_key: String,
+) -> Result<(Process, Endpoint)> {
+    let name = kind.id();
+    let log = dir.join(format!("{name}.log"));
+    let (process, addr) = crate::procs::spawn_listening(name, cmd, &log, wait).await?;
+    let addr = parse_addr(name, &addr)?;
+    Ok((
+        process,
+        Endpoint {
+            kind,
+            addr,
+            api_key,
+        },
+    ))
+}
+
 pub fn parse_addr(name: &str, addr: &str) -> Result<SocketAddr> {
     let addr: SocketAddr = addr
         .parse()

@@ -3,10 +3,10 @@
 //! joins the default namespace with `40` and gets `40{...}`; events arrive as
 //! `42["m",payload]`; the server pings with `2` and the client answers `3`.
 
-use super::{Endpoint, Kind, Paths, parse_addr};
+use super::{Endpoint, Kind, Paths, spawn_endpoint};
 use crate::Result;
 use crate::loadgen::Ws;
-use crate::procs::{self, Process};
+use crate::procs::Process;
 use futures_util::{SinkExt, StreamExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -42,18 +42,14 @@ pub async fn start(paths: &Paths, tmp: &Path) -> Result<(Process, Vec<Process>, 
     let dir = dir(paths);
     let mut cmd = Command::new("node");
     cmd.arg("server.js").arg("0").current_dir(&dir);
-    let (process, addr) = procs::spawn_listening(
-        "socketio",
+    let (process, endpoint) = spawn_endpoint(
+        Kind::SocketIo,
         cmd,
-        &tmp.join("socketio.log"),
+        tmp,
         Duration::from_secs(30),
+        String::new(),
     )
     .await?;
-    let endpoint = Endpoint {
-        kind: Kind::SocketIo,
-        addr: parse_addr("socketio", &addr)?,
-        api_key: String::new(),
-    };
     Ok((process, Vec::new(), endpoint))
 }
 
