@@ -23,8 +23,19 @@ apt_install() {
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || apt_install nodejs npm
 command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
 python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
-# The benchmark smoke run starts its own redis-server for the Django Channels peer.
-command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+# The Redis broker suites and the Django Channels benchmark peer start their
+# own redis-server processes; the Cluster fixture builds with redis-cli.
+{ command -v redis-server && command -v redis-cli; } >/dev/null 2>&1 || apt_install redis-server redis-tools
+
+# The PostgreSQL suites use the local server (a fresh database per run). Start
+# it when it is installed but stopped; if none answers, those suites fail under
+# CI=true and skip otherwise.
+if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  if command -v pg_ctlcluster >/dev/null 2>&1; then
+    step "starting the local PostgreSQL server"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+  fi
+fi
 
 step "building herald"
 cargo build --workspace --all-targets --locked

@@ -50,6 +50,7 @@ LISTEN_RE = re.compile(r"herald listening on (http://\S+)")
 CONFIG_TEMPLATE = """\
 [server]
 listen = "{listen}"
+name = "{server_name}"
 allowed_origins = {allowed_origins}
 
 [auth]
@@ -87,7 +88,7 @@ name = "private"
 durable = {durable}
 path = {storage_path}
 sync = "{storage_sync}"
-{namespaces}"""
+{broker}{namespaces}"""
 
 CONFIG_DEFAULTS: Dict[str, Any] = {
     "listen": "127.0.0.1:0",
@@ -98,6 +99,9 @@ CONFIG_DEFAULTS: Dict[str, Any] = {
     "storage_sync": "normal",
     # Extra [[channel.namespaces]]: a list of {"name": ..., option: value} dicts.
     "namespaces": (),
+    # A [broker] section ({"kind": "redis", ...}); None keeps the in-memory broker.
+    "broker": None,
+    "server_name": "",
     "allowed_origins": "[]",
     "hmac_secret": HMAC_SECRET,
     "api_key": API_KEY,
@@ -139,6 +143,10 @@ def render_config(**overrides: Any) -> str:
     values["durable"] = toml_value(bool(values["durable"]))
     values["storage_path"] = toml_value(str(values["storage_path"]))
     values["namespaces"] = render_namespaces(values["namespaces"])
+    broker = values["broker"] or {}
+    values["broker"] = "".join(f"{k} = {toml_value(v)}\n" for k, v in broker.items())
+    if broker:
+        values["broker"] = "\n[broker]\n" + values["broker"]
     return CONFIG_TEMPLATE.format(**values)
 
 

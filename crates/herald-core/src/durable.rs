@@ -58,8 +58,8 @@ pub struct Snapshot {
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Durable storage for history, implemented by the SQLite (and later
-/// PostgreSQL) engines.
+/// Durable storage for history, implemented by the SQLite and PostgreSQL
+/// stores; both run the scenarios in `conformance` (feature `testing`).
 pub trait DurableLog: Send + Sync + 'static {
     /// Persists the whole batch atomically, or nothing of it.
     fn commit<'a>(&'a self, batch: &'a CommitBatch) -> BoxFuture<'a, Result<(), String>>;
@@ -201,6 +201,9 @@ fn plan(streams: &Streams, jobs: impl Iterator<Item = Job>) -> (CommitBatch, Vec
                 });
             }
             Job::Remove { channel, reply } => {
+                // Publications planned earlier in this batch belong to the
+                // removed epoch: they must not be written after the clear.
+                batch.publications.retain(|(c, _)| *c != channel);
                 let epoch = new_epoch();
                 tops.insert(channel.clone(), (epoch.clone(), 0, 0));
                 batch.cleared.push(channel.clone());
@@ -274,3 +277,6 @@ fn fail(planned: Vec<Planned>) {
         }
     }
 }
+
+#[cfg(feature = "testing")]
+pub mod conformance;

@@ -63,8 +63,14 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+impl Default for Streams {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Streams {
-    fn new() -> Self {
+    pub fn new() -> Self {
         Self {
             hasher: RandomState::new(),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
@@ -103,14 +109,32 @@ impl Streams {
     ) -> Position {
         self.locked(channel, |stream| {
             let publication = make(stream.top() + 1);
-            let message = push::publication_from_object(channel, &publication.object);
-            let offset = publication.offset;
-            stream.append(publication, retention, now_ms());
-            let delivered = hub.broadcast_at(channel, &message, Audience::Everyone, offset);
-            ::metrics::counter!(crate::metrics::MESSAGES_SENT).increment(delivered as u64);
+            deliver(hub, channel, stream, retention, publication);
             stream.position()
         })
     }
+
+    /// Drops a channel's stream (a mirror nobody on this node watches any more).
+    pub fn remove(&self, channel: &str) {
+        let shard = (self.hasher.hash_one(channel) as usize) % SHARDS;
+        lock(&self.shards[shard]).remove(channel);
+    }
+}
+
+/// Appends a publication at the stream's next offset and fans it out; call with
+/// the stream's lock held.
+pub(crate) fn deliver(
+    hub: &Hub,
+    channel: &str,
+    stream: &mut Stream,
+    retention: Retention,
+    publication: StoredPublication,
+) {
+    let message = push::publication_from_object(channel, &publication.object);
+    let offset = publication.offset;
+    stream.append(publication, retention, now_ms());
+    let delivered = hub.broadcast_at(channel, &message, Audience::Everyone, offset);
+    ::metrics::counter!(crate::metrics::MESSAGES_SENT).increment(delivered as u64);
 }
 
 fn lookup(keys: &mut IdempotencyKeys, channel: &str, key: &str, now_ms: u64) -> Option<Position> {
@@ -172,6 +196,10 @@ impl Engine {
         &self.streams
     }
 
+    pub fn shared_streams(&self) -> Arc<Streams> {
+        self.streams.clone()
+    }
+
     pub fn is_durable(&self) -> bool {
         self.writer.is_some()
     }
@@ -220,25 +248,13 @@ impl Engine {
         {
             return position;
         }
-        let position = self.streams.locked(channel, |stream| {
-            let offset = stream.top() + 1;
-            let object = draft.encode(offset);
-            let message = push::publication_from_object(channel, &object);
-            stream.append(
-                StoredPublication {
-                    offset,
-                    time_ms: now,
-                    object,
-                },
-                retention,
-                now,
-            );
-            let delivered = self
-                .hub
-                .broadcast_at(channel, &message, Audience::Everyone, offset);
-            ::metrics::counter!(crate::metrics::MESSAGES_SENT).increment(delivered as u64);
-            stream.position()
-        });
+        let position = self
+            .streams
+            .append_and_broadcast(&self.hub, channel, retention, |offset| StoredPublication {
+                offset,
+                time_ms: now,
+                object: draft.encode(offset),
+            });
         if let (Some(key), Some(keys)) = (idempotency_key, keys.as_mut()) {
             let deadline = now + IDEMPOTENCY_WINDOW.as_millis() as u64;
             keys.insert((channel.to_string(), key), (position.clone(), deadline));

@@ -29,6 +29,11 @@ pub enum Control {
     Unsubscribe {
         channel: String,
     },
+    /// The channel's stream broke (the broker lost publications): the client
+    /// is unsubscribed with 2500 and resubscribes to recover.
+    Resubscribe {
+        channel: String,
+    },
     Disconnect(Disconnect),
     Refresh {
         expired: bool,
@@ -342,6 +347,41 @@ impl Hub {
                 .expires_ms
                 .store(now_ms() + self.presence_ttl_ms, Ordering::Relaxed);
         }
+    }
+
+    /// The local subscribers of a channel.
+    pub fn subscribers(&self, channel: &str) -> Vec<Arc<ClientHandle>> {
+        read(&self.channels[self.shard(channel)])
+            .get(channel)
+            .map(|state| {
+                state
+                    .subscribers
+                    .values()
+                    .map(|s| s.client.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Every live local presence entry, for a broker to refresh.
+    pub fn local_presence(&self) -> Vec<(String, ClientInfo)> {
+        let now = now_ms();
+        self.channels
+            .iter()
+            .flat_map(|shard| {
+                read(shard)
+                    .iter()
+                    .flat_map(|(name, state)| {
+                        state
+                            .presence
+                            .values()
+                            .filter(|entry| entry.live(now))
+                            .map(|entry| (name.clone(), entry.info.clone()))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
 
     /// Channels with at least one subscriber, with their subscriber counts.

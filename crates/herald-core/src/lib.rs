@@ -11,12 +11,15 @@
 //! - [`hub`]: the sharded subscription registry, presence and fan-out.
 //! - [`history`]: per-channel streams: offsets, epochs, retention, recovery.
 //! - [`engine`]: publishing: offsets, idempotency, fan-out under the stream lock.
+//! - [`broker`]: the trait a scale-out broker implements, and commands between nodes.
+//! - [`mirror`]: applying what the broker delivers to the local streams, in order.
 //! - [`durable`]: the group-commit writer and the trait durable stores implement.
 //! - [`session`]: one client's state machine: commands in, replies out.
 //! - [`node`]: the shared state of one server and the server-API operations.
 //! - [`metrics`]: metric names, so transports and core report the same series.
 #![forbid(unsafe_code)]
 
+pub mod broker;
 pub mod channel;
 pub mod control;
 pub mod durable;
@@ -24,6 +27,7 @@ pub mod engine;
 pub mod history;
 pub mod hub;
 pub mod metrics;
+pub mod mirror;
 pub mod node;
 pub mod outbox;
 pub mod session;

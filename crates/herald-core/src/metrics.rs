@@ -20,6 +20,13 @@ pub const RECOVERIES: &str = "herald_recoveries_total";
 pub const COMMIT_SECONDS: &str = "herald_history_commit_seconds";
 pub const COMMITTED: &str = "herald_history_committed_total";
 pub const COMMIT_ERRORS: &str = "herald_history_commit_errors_total";
+/// 1 while the broker connection and its subscriptions are up, 0 while down.
+pub const BROKER_UP: &str = "herald_broker_up";
+pub const BROKER_DISCONNECTS: &str = "herald_broker_disconnects_total";
+/// Mirror reloads after a gap or reconnect, labelled by whether subscribers
+/// were kept whole (`continuous`) or told to recover (`broken`).
+pub const BROKER_RELOADS: &str = "herald_broker_reloads_total";
+pub const BROKER_ERRORS: &str = "herald_broker_errors_total";
 
 pub fn count_error(code: u32) {
     metrics::counter!(ERRORS, "code" => code.to_string()).increment(1);

@@ -1,13 +1,15 @@
 //! One server's shared state, and the operations the server API performs on it.
 
+use crate::broker::{Broker, BrokerPublish, NodeCommand, WatchGuard};
 use crate::channel::{self, Namespaces};
 use crate::durable::{DurableLog, Snapshot};
-use crate::engine::{Draft, Engine};
+use crate::engine::{Draft, Engine, Streams};
 use crate::history::{HistoryError, HistoryQuery, Position, StoredPublication, now_ms};
-use crate::hub::{Audience, ClientHandle, Control, Hub};
+use crate::hub::{Audience, ClientHandle, Hub};
 use crate::metrics;
 use crate::outbox::OutboxLimits;
 use crate::token::TokenVerifier;
+use bytes::Bytes;
 use herald_protocol::push::{self, ClientInfo};
 use herald_protocol::reply::PresenceStatsResult;
 use herald_protocol::{Disconnect, ErrorCode};
@@ -67,7 +69,20 @@ pub struct Node {
     pub verifier: TokenVerifier,
     pub hub: Arc<Hub>,
     pub engine: Engine,
+    /// The scale-out broker; `None` on the single-node engines.
+    broker: Option<Arc<dyn Broker>>,
     started: Instant,
+}
+
+/// What a broker needs of the node it serves.
+#[derive(Clone)]
+pub struct BrokerContext {
+    pub node_id: String,
+    pub hub: Arc<Hub>,
+    pub streams: Arc<Streams>,
+    pub namespaces: Namespaces,
+    pub name: String,
+    pub started: Instant,
 }
 
 /// How a publish should be made.
@@ -78,7 +93,7 @@ pub struct PublishOptions {
 }
 
 /// One node's counts, as the `info` API reports them.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NodeInfo {
     pub uid: String,
     pub name: String,
@@ -88,6 +103,21 @@ pub struct NodeInfo {
     pub num_channels: usize,
     pub num_subs: usize,
     pub uptime: u64,
+}
+
+impl NodeInfo {
+    pub fn of(hub: &Hub, uid: &str, name: &str, started: Instant) -> Self {
+        Self {
+            uid: uid.to_string(),
+            name: name.to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            num_clients: hub.num_clients(),
+            num_users: hub.num_users(),
+            num_channels: hub.num_channels(),
+            num_subs: hub.num_subscriptions(),
+            uptime: started.elapsed().as_secs(),
+        }
+    }
 }
 
 impl Node {
@@ -118,6 +148,29 @@ impl Node {
         Self::assemble(config, verifier, hub, engine)
     }
 
+    /// A node that publishes through `broker` and mirrors its history; start the
+    /// broker with `broker_context` afterwards.
+    pub fn with_broker(
+        config: NodeConfig,
+        verifier: TokenVerifier,
+        broker: Arc<dyn Broker>,
+    ) -> Self {
+        let mut node = Self::new(config, verifier);
+        node.broker = Some(broker);
+        node
+    }
+
+    pub fn broker_context(&self) -> BrokerContext {
+        BrokerContext {
+            node_id: self.id.clone(),
+            hub: self.hub.clone(),
+            streams: self.engine.shared_streams(),
+            namespaces: self.namespaces.clone(),
+            name: self.name.clone(),
+            started: self.started,
+        }
+    }
+
     fn assemble(
         config: NodeConfig,
         verifier: TokenVerifier,
@@ -133,6 +186,7 @@ impl Node {
             verifier,
             hub,
             engine,
+            broker: None,
             started: Instant::now(),
         }
     }
@@ -152,6 +206,16 @@ impl Node {
     ) -> Result<Option<Position>, ErrorCode> {
         let retention = self.checked_channel(channel)?.retention();
         ::metrics::counter!(metrics::PUBLICATIONS).increment(1);
+        if let Some(broker) = &self.broker {
+            let stored = retention.enabled() && !options.skip_history;
+            let request = BrokerPublish {
+                channel,
+                draft: &draft,
+                history: stored.then_some(retention),
+                idempotency_key: options.idempotency_key.as_deref(),
+            };
+            return broker.publish(request).await;
+        }
         if retention.enabled() && !options.skip_history {
             let position = self
                 .engine
@@ -177,7 +241,7 @@ impl Node {
     }
 
     /// Reads a channel's history; 108 when the namespace keeps none.
-    pub fn history(
+    pub async fn history(
         &self,
         channel: &str,
         query: &HistoryQuery,
@@ -186,6 +250,7 @@ impl Node {
         if !retention.enabled() {
             return Err(ErrorCode::NOT_AVAILABLE);
         }
+        let _ready = self.ready(channel).await?;
         self.engine.streams().locked(channel, |stream| {
             let publications = stream
                 .read(query, retention, now_ms())
@@ -196,11 +261,64 @@ impl Node {
         })
     }
 
+    /// Waits until the broker has the channel ready here; the guard keeps it so.
+    pub async fn ready(&self, channel: &str) -> Result<Option<WatchGuard>, ErrorCode> {
+        let Some(broker) = &self.broker else {
+            return Ok(None);
+        };
+        let guard = WatchGuard::new(broker.clone(), channel);
+        broker.until_ready(channel).await?;
+        Ok(Some(guard))
+    }
+
+    /// Whether a subscribe to `channel` can be answered without waiting.
+    pub fn channel_ready(&self, channel: &str) -> bool {
+        self.broker.as_ref().is_none_or(|b| b.is_ready(channel))
+    }
+
+    /// A local subscriber joined: the broker watches the channel for it, and
+    /// carries its presence entry to the other nodes.
+    pub fn track_subscriber(&self, channel: &str, presence: Option<&ClientInfo>) {
+        if let Some(broker) = &self.broker {
+            broker.watch(channel);
+            if let Some(info) = presence {
+                broker.presence_join(channel, info);
+            }
+        }
+    }
+
+    pub fn untrack_subscriber(&self, channel: &str, client: &str, had_presence: bool) {
+        if let Some(broker) = &self.broker {
+            if had_presence {
+                broker.presence_leave(channel, client);
+            }
+            broker.unwatch(channel);
+        }
+    }
+
+    /// Sends a join or leave push to the channel's listeners on every node.
+    pub fn broadcast_join_leave(&self, channel: &str, message: Bytes) {
+        match &self.broker {
+            Some(broker) => broker.join_leave(channel, message),
+            None => {
+                self.hub.broadcast(channel, &message, Audience::JoinLeave);
+            }
+        }
+    }
+
+    /// `Err(reason)` while the broker is unreachable.
+    pub fn health(&self) -> Result<(), String> {
+        self.broker.as_ref().map_or(Ok(()), |b| b.health())
+    }
+
     pub async fn remove_history(&self, channel: &str) -> Result<(), ErrorCode> {
         if !self.checked_channel(channel)?.retention().enabled() {
             return Err(ErrorCode::NOT_AVAILABLE);
         }
-        self.engine.remove_history(channel).await
+        match &self.broker {
+            Some(broker) => broker.remove_history(channel).await,
+            None => self.engine.remove_history(channel).await,
+        }
     }
 
     pub fn subscribe_user(
@@ -211,12 +329,12 @@ impl Node {
         data: Option<&RawValue>,
     ) -> Result<(), ErrorCode> {
         self.checked_channel(channel)?;
-        for handle in self.hub.user_clients(user, client) {
-            handle.control(Control::Subscribe {
-                channel: channel.to_string(),
-                data: data.map(ToOwned::to_owned),
-            });
-        }
+        self.run_everywhere(NodeCommand::Subscribe {
+            user: user.to_string(),
+            channel: channel.to_string(),
+            client: client.map(str::to_string),
+            data: data.map(ToOwned::to_owned),
+        });
         Ok(())
     }
 
@@ -227,18 +345,21 @@ impl Node {
         client: Option<&str>,
     ) -> Result<(), ErrorCode> {
         self.checked_channel(channel)?;
-        for handle in self.hub.user_clients(user, client) {
-            handle.control(Control::Unsubscribe {
-                channel: channel.to_string(),
-            });
-        }
+        self.run_everywhere(NodeCommand::Unsubscribe {
+            user: user.to_string(),
+            channel: channel.to_string(),
+            client: client.map(str::to_string),
+        });
         Ok(())
     }
 
     pub fn disconnect_user(&self, user: &str, client: Option<&str>, disconnect: Disconnect) {
-        for handle in self.hub.user_clients(user, client) {
-            handle.control(Control::Disconnect(disconnect.clone()));
-        }
+        self.run_everywhere(NodeCommand::Disconnect {
+            user: user.to_string(),
+            client: client.map(str::to_string),
+            code: disconnect.code,
+            reason: disconnect.reason.into_owned(),
+        });
     }
 
     pub fn refresh_user(
@@ -248,29 +369,51 @@ impl Node {
         expired: bool,
         expire_at: Option<u64>,
     ) {
-        for handle in self.hub.user_clients(user, client) {
-            handle.control(Control::Refresh { expired, expire_at });
+        self.run_everywhere(NodeCommand::Refresh {
+            user: user.to_string(),
+            client: client.map(str::to_string),
+            expired,
+            expire_at,
+        });
+    }
+
+    /// Sends an asynchronous `message` push to a user's connections; returns how
+    /// many connections of this node took it.
+    pub fn send_to_user(&self, user: &str, client: Option<&str>, data: &RawValue) -> usize {
+        self.run_everywhere(NodeCommand::Send {
+            user: user.to_string(),
+            client: client.map(str::to_string),
+            data: data.to_owned(),
+        })
+    }
+
+    /// Runs a command on this node's connections and hands it to the others.
+    fn run_everywhere(&self, command: NodeCommand) -> usize {
+        if let Some(broker) = &self.broker {
+            broker.command_nodes(&command);
+        }
+        command.apply(&self.hub)
+    }
+
+    pub async fn presence(&self, channel: &str) -> Result<Vec<ClientInfo>, ErrorCode> {
+        self.presence_enabled(channel)?;
+        match &self.broker {
+            Some(broker) => broker.presence(channel).await,
+            None => Ok(self.hub.presence(channel)),
         }
     }
 
-    /// Sends an asynchronous `message` push to a user's connections.
-    pub fn send_to_user(&self, user: &str, client: Option<&str>, data: &RawValue) -> usize {
-        let message = push::message(data);
-        self.hub
-            .user_clients(user, client)
-            .iter()
-            .filter(|handle| handle.send(message.clone()))
-            .count()
-    }
-
-    pub fn presence(&self, channel: &str) -> Result<Vec<ClientInfo>, ErrorCode> {
+    pub async fn presence_stats(&self, channel: &str) -> Result<PresenceStatsResult, ErrorCode> {
         self.presence_enabled(channel)?;
-        Ok(self.hub.presence(channel))
-    }
-
-    pub fn presence_stats(&self, channel: &str) -> Result<PresenceStatsResult, ErrorCode> {
-        self.presence_enabled(channel)?;
-        let (clients, users) = self.hub.presence_stats(channel);
+        let (clients, users) = match &self.broker {
+            Some(broker) => {
+                let entries = broker.presence(channel).await?;
+                let users: std::collections::HashSet<&str> =
+                    entries.iter().map(|info| info.user.as_str()).collect();
+                (entries.len(), users.len())
+            }
+            None => self.hub.presence_stats(channel),
+        };
         Ok(PresenceStatsResult {
             num_clients: clients as u32,
             num_users: users as u32,
@@ -286,15 +429,14 @@ impl Node {
     }
 
     pub fn info(&self) -> NodeInfo {
-        NodeInfo {
-            uid: self.id.clone(),
-            name: self.name.clone(),
-            version: self.version.to_string(),
-            num_clients: self.hub.num_clients(),
-            num_users: self.hub.num_users(),
-            num_channels: self.hub.num_channels(),
-            num_subs: self.hub.num_subscriptions(),
-            uptime: self.started.elapsed().as_secs(),
+        NodeInfo::of(&self.hub, &self.id, &self.name, self.started)
+    }
+
+    /// Every node's counts: all nodes with a broker, this one alone without.
+    pub async fn nodes(&self) -> Result<Vec<NodeInfo>, ErrorCode> {
+        match &self.broker {
+            Some(broker) => broker.nodes().await,
+            None => Ok(vec![self.info()]),
         }
     }
 

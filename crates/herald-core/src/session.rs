@@ -4,6 +4,12 @@
 //! produced by one frame are packed into one outgoing frame. Any `Err(Disconnect)`
 //! tells the transport to close the connection with that code.
 //!
+//! With a broker, a subscribe may need a channel the node does not receive yet.
+//! The session then stops before the command has any effect and returns
+//! `Step::Await`; the transport awaits `Node::ready` for those channels and calls
+//! `resume`, which runs the command again, so a connection's commands keep
+//! their order.
+//!
 //! - `connect.rs`: `connect` and `refresh`, token checks and server-side subscriptions.
 //! - `subscribe.rs`: `subscribe`, `unsubscribe`, `sub_refresh` and the permission rules.
 //! - `channel_ops.rs`: `publish`, `presence`, `presence_stats`, `history`.
@@ -14,7 +20,7 @@ mod recovery;
 mod subscribe;
 
 use crate::control::ControlQueue;
-use crate::hub::{Audience, ClientHandle, Control};
+use crate::hub::{ClientHandle, Control};
 use crate::metrics;
 use crate::node::Node;
 use crate::outbox::Outbox;
@@ -36,6 +42,37 @@ pub struct Session {
     control: Arc<ControlQueue>,
     state: State,
     replies: Vec<Bytes>,
+    /// Channels the current command needs ready before it can run.
+    awaiting: Vec<String>,
+    /// Where to pick up once they are.
+    resume: Option<Resume>,
+    /// Set while a command runs again after its channels could not be made
+    /// ready: it answers with a temporary error instead of waiting again.
+    ready_failed: bool,
+}
+
+/// What the transport must do before the session can go on.
+#[derive(Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Step {
+    Done,
+    /// Await `Node::ready` for these channels, then call `Session::resume`.
+    Await(Vec<String>),
+}
+
+enum Resume {
+    /// The command at this index of the frame, and those after it.
+    Frame(usize),
+    Control(Control),
+}
+
+/// Whether a command's channels are ready.
+enum Readiness {
+    Ready,
+    /// The command must stop without effect; the transport will wait.
+    Waiting,
+    /// Waiting failed (the broker is unreachable): answer a temporary error.
+    Unavailable,
 }
 
 enum State {
@@ -95,6 +132,9 @@ impl Session {
             control,
             state: State::Connecting { stale_at },
             replies: Vec::new(),
+            awaiting: Vec::new(),
+            resume: None,
+            ready_failed: false,
         }
     }
 
@@ -107,21 +147,85 @@ impl Session {
     }
 
     /// Handles every command of one frame, then queues their replies as one frame.
-    pub fn handle_frame(&mut self, frame: &[u8]) -> Result<(), Disconnect> {
+    pub fn handle_frame(&mut self, frame: &[u8]) -> Result<Step, Disconnect> {
         ::metrics::counter!(metrics::MESSAGES_RECEIVED).increment(1);
         ::metrics::counter!(metrics::BYTES_RECEIVED).increment(frame.len() as u64);
-        let result = self.dispatch_frame(frame);
+        self.run_frame(frame, 0)
+    }
+
+    /// Goes on after `Step::Await`: `ready` says whether the channels became
+    /// ready, and `frame` must be the frame last handed to `handle_frame`.
+    pub fn resume(&mut self, frame: &[u8], ready: bool) -> Result<Step, Disconnect> {
+        self.ready_failed = !ready;
+        let step = match self.resume.take() {
+            Some(Resume::Frame(index)) => self.run_frame(frame, index),
+            Some(Resume::Control(control)) => self.handle_control(control),
+            None => Ok(Step::Done),
+        };
+        self.ready_failed = false;
+        step
+    }
+
+    fn run_frame(&mut self, frame: &[u8], start: usize) -> Result<Step, Disconnect> {
+        let result = self.dispatch_frame(frame, start);
         self.flush_replies();
         result
     }
 
-    fn dispatch_frame(&mut self, frame: &[u8]) -> Result<(), Disconnect> {
+    fn dispatch_frame(&mut self, frame: &[u8], start: usize) -> Result<Step, Disconnect> {
         let decoder = FrameDecoder::new(frame).map_err(|e| self.bad_request(&e.to_string()))?;
-        for command in decoder {
+        for (index, command) in decoder.enumerate().skip(start) {
             let command = command.map_err(|e| self.bad_request(&e.to_string()))?;
             self.dispatch(command)?;
+            if let Some(step) = self.await_step(Resume::Frame(index)) {
+                return Ok(step);
+            }
+            // Only the command that waited gets the failed wait's answer.
+            self.ready_failed = false;
         }
-        Ok(())
+        Ok(Step::Done)
+    }
+
+    /// `Step::Await` when the command just run asked for channels.
+    fn await_step(&mut self, resume: Resume) -> Option<Step> {
+        if self.awaiting.is_empty() {
+            return None;
+        }
+        self.resume = Some(resume);
+        Some(Step::Await(std::mem::take(&mut self.awaiting)))
+    }
+
+    /// Whether `channels` are ready for a command about to change state.
+    fn readiness<'c>(&mut self, channels: impl IntoIterator<Item = &'c str>) -> Readiness {
+        let missing: Vec<String> = channels
+            .into_iter()
+            .filter(|channel| !self.node.channel_ready(channel))
+            .map(str::to_string)
+            .collect();
+        if missing.is_empty() {
+            Readiness::Ready
+        } else if self.ready_failed {
+            Readiness::Unavailable
+        } else {
+            self.awaiting = missing;
+            Readiness::Waiting
+        }
+    }
+
+    /// Queues `reply` with this frame's replies when it is ready at once (in
+    /// memory it always is), or from a task when it resolves: replies are
+    /// matched by id, so their order does not matter.
+    fn answer(&mut self, reply: impl std::future::Future<Output = Bytes> + Send + 'static) {
+        let mut reply = Box::pin(reply);
+        match futures_util::FutureExt::now_or_never(&mut reply) {
+            Some(reply) => self.replies.push(reply),
+            None => {
+                let outbox = self.outbox.clone();
+                tokio::spawn(async move {
+                    let _ = outbox.push(reply.await);
+                });
+            }
+        }
     }
 
     fn bad_request(&self, why: &str) -> Disconnect {
@@ -280,18 +384,30 @@ impl Session {
         Ok(())
     }
 
-    /// Applies work handed over by the server API.
-    pub fn handle_control(&mut self, control: Control) -> Result<(), Disconnect> {
+    /// Applies work handed over by the server API or the broker.
+    pub fn handle_control(&mut self, control: Control) -> Result<Step, Disconnect> {
         if !matches!(self.state, State::Connected(_)) {
-            return Ok(());
+            return Ok(Step::Done);
         }
         match control {
             Control::Disconnect(disconnect) => return Err(disconnect),
-            Control::Subscribe { channel, data } => {
-                self.server_subscribe(&channel, data.as_deref())
-            }
+            Control::Subscribe { channel, data } => match self.readiness([channel.as_str()]) {
+                Readiness::Ready => self.server_subscribe(&channel, data.as_deref()),
+                Readiness::Waiting => {
+                    let control = Control::Subscribe { channel, data };
+                    return Ok(self
+                        .await_step(Resume::Control(control))
+                        .unwrap_or(Step::Done));
+                }
+                Readiness::Unavailable => {
+                    tracing::warn!(%channel, "server-side subscribe dropped: the broker is unavailable");
+                }
+            },
             Control::Unsubscribe { channel } => {
                 self.remove_subscription(&channel, Some(Unsubscribe::SERVER));
+            }
+            Control::Resubscribe { channel } => {
+                self.remove_subscription(&channel, Some(Unsubscribe::INSUFFICIENT_STATE));
             }
             Control::Refresh { expired, expire_at } => {
                 if expired {
@@ -307,7 +423,7 @@ impl Session {
                     .push(push::refresh(expiry.expires, expiry.ttl));
             }
         }
-        Ok(())
+        Ok(Step::Done)
     }
 
     /// Removes a subscription, tells others it left, and, when `notify` is given,
@@ -319,7 +435,9 @@ impl Session {
         let Some(subscription) = c.subscriptions.remove(channel) else {
             return false;
         };
-        self.node.hub.unsubscribe(channel, &c.handle.id);
+        let presence = self.node.hub.unsubscribe(channel, &c.handle.id);
+        self.node
+            .untrack_subscriber(channel, &c.handle.id, presence.is_some());
         if let Some(unsubscribe) = notify {
             let _ = c
                 .handle
@@ -333,9 +451,7 @@ impl Session {
             .is_ok_and(|o| o.join_leave)
         {
             let leave = push::leave(channel, &subscription.info);
-            self.node
-                .hub
-                .broadcast(channel, &leave, Audience::JoinLeave);
+            self.node.broadcast_join_leave(channel, leave);
         }
         true
     }

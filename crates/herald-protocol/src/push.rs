@@ -11,13 +11,13 @@ use serde_json::value::RawValue;
 use std::collections::HashMap;
 
 /// Who a connection is: attached to presence, join/leave and client publications.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ClientInfo {
     pub user: String,
     pub client: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub conn_info: Option<Box<RawValue>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub chan_info: Option<Box<RawValue>>,
 }
 
@@ -87,6 +87,16 @@ pub fn publication(channel: &str, publication: &Publication<'_>) -> Bytes {
 /// The publication object alone, as history stores it and replies embed it.
 pub fn publication_object(publication: &Publication<'_>) -> Bytes {
     encode(publication)
+}
+
+/// A publication object encoded without an offset (a broker assigns it later),
+/// with `offset` added: the object's closing brace becomes `,"offset":N}`.
+pub fn with_offset(object: &[u8], offset: u64) -> Option<Bytes> {
+    let body = object.strip_suffix(b"}")?;
+    let mut out = Vec::with_capacity(object.len() + 24);
+    out.extend_from_slice(body);
+    out.extend_from_slice(format!(",\"offset\":{offset}}}").as_bytes());
+    Some(Bytes::from(out))
 }
 
 /// A `pub` push around an already-encoded publication object, so a publication

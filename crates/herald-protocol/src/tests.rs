@@ -182,3 +182,21 @@ proptest! {
         prop_assert_eq!(data, json!({"text": text}));
     }
 }
+
+#[test]
+fn an_offset_is_added_to_an_object_encoded_without_one() {
+    let data = serde_json::value::RawValue::from_string(r#"{"text":"hi"}"#.into()).unwrap();
+    let object = push::publication_object(&push::Publication {
+        data: &data,
+        info: None,
+        offset: 0,
+        tags: None,
+    });
+    let placed = push::with_offset(&object, 42).expect("an object ends with a brace");
+    let value: serde_json::Value = serde_json::from_slice(&placed).unwrap();
+    assert_eq!(
+        value,
+        serde_json::json!({"data": {"text": "hi"}, "offset": 42})
+    );
+    assert!(push::with_offset(b"not an object", 1).is_none());
+}

@@ -70,8 +70,7 @@ pub async fn handle(
         Ok(body) => axum::Json(body).into_response(),
         Err(ApiError::Code(error)) => {
             metrics::counter!(names::API_ERRORS, "method" => method_label, "code" => error.code.to_string()).increment(1);
-            axum::Json(json!({ "error": { "code": error.code, "message": error.message } }))
-                .into_response()
+            axum::Json(json!({ "error": error })).into_response()
         }
         Err(ApiError::Malformed(why)) => malformed(&method_label, why),
         Err(ApiError::UnknownMethod(name)) => {
@@ -273,7 +272,7 @@ pub async fn call(node: &Node, method: &str, raw: &RawValue) -> Result<Value, Ap
                 responses.push(
                     match publish_one(node, channel, &data, p.tags.clone(), options).await {
                         Ok(result) => json!({ "result": result }),
-                        Err(e) => json!({ "error": { "code": e.code, "message": e.message } }),
+                        Err(e) => json!({ "error": e }),
                     },
                 );
             }
@@ -308,7 +307,7 @@ pub async fn call(node: &Node, method: &str, raw: &RawValue) -> Result<Value, Ap
         }
         "presence" => {
             let p: ChannelParams = params(raw)?;
-            let entries = node.presence(&p.channel)?;
+            let entries = node.presence(&p.channel).await?;
             let presence: BTreeMap<&str, _> = entries
                 .iter()
                 .map(|info| (info.client.as_str(), info))
@@ -317,7 +316,7 @@ pub async fn call(node: &Node, method: &str, raw: &RawValue) -> Result<Value, Ap
         }
         "presence_stats" => {
             let p: ChannelParams = params(raw)?;
-            Ok(serde_json::to_value(node.presence_stats(&p.channel)?).unwrap_or_default())
+            Ok(serde_json::to_value(node.presence_stats(&p.channel).await?).unwrap_or_default())
         }
         "history" => {
             let p: HistoryParams = params(raw)?;
@@ -326,7 +325,7 @@ pub async fn call(node: &Node, method: &str, raw: &RawValue) -> Result<Value, Ap
                 limit: p.limit,
                 reverse: p.reverse,
             };
-            let (publications, position) = node.history(&p.channel, &query)?;
+            let (publications, position) = node.history(&p.channel, &query).await?;
             let publications: Vec<&RawValue> = publications
                 .iter()
                 .filter_map(|p| serde_json::from_slice(&p.object).ok())
@@ -351,7 +350,7 @@ pub async fn call(node: &Node, method: &str, raw: &RawValue) -> Result<Value, Ap
                 .collect();
             Ok(json!({ "channels": channels }))
         }
-        "info" => Ok(json!({ "nodes": [node.info()] })),
+        "info" => Ok(json!({ "nodes": node.nodes().await? })),
         "send" => {
             let p: SendParams = params(raw)?;
             node.send_to_user(&p.user, p.client.as_deref(), &p.data);
@@ -381,7 +380,7 @@ async fn batch(node: &Node, raw: &RawValue) -> Result<Vec<Value>, ApiError> {
         }
         replies.push(match call(node, method, params).await {
             Ok(result) => json!({ method.clone(): result }),
-            Err(ApiError::Code(e)) => json!({ "error": { "code": e.code, "message": e.message } }),
+            Err(ApiError::Code(e)) => json!({ "error": e }),
             Err(ApiError::Malformed(why)) => json!({ "error": { "code": 107, "message": why } }),
             Err(ApiError::UnknownMethod(_)) => {
                 json!({ "error": { "code": 104, "message": "method not found" } })

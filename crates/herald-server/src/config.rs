@@ -1,6 +1,8 @@
 //! The TOML config file, its `HERALD_<SECTION>_<KEY>` environment overrides, and
 //! validation that reports every problem at once, each naming its key path.
 
+mod broker;
+
 use herald_core::ChannelOptions;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -108,7 +110,8 @@ pub struct StorageSection {
     pub path: PathBuf,
     /// "normal" survives a killed process; "full" also a power cut.
     pub sync: String,
-    /// A PostgreSQL URL, for scale-out (not available yet).
+    /// A PostgreSQL URL: history goes there instead of SQLite. Implies
+    /// durable, so `durable = false` beside it is a contradiction.
     pub url: Option<String>,
 }
 
@@ -127,7 +130,21 @@ impl Default for StorageSection {
 #[serde(deny_unknown_fields, default)]
 pub struct BrokerSection {
     pub kind: String,
+    /// A standalone Redis (used unless Sentinel or Cluster addresses are set).
     pub redis_url: String,
+    /// Sentinels that know the master named `sentinel_master`.
+    pub sentinel_urls: Vec<String>,
+    pub sentinel_master: String,
+    /// Seed nodes of a Redis Cluster.
+    pub cluster_urls: Vec<String>,
+    /// Starts every Redis key and channel, so apps can share one Redis.
+    pub prefix: String,
+    /// Connect and command timeout; a broken connection is noticed within
+    /// about three heartbeats.
+    pub timeout: String,
+    pub heartbeat: String,
+    /// How long a presence entry outlives its node when the node dies.
+    pub presence_ttl: String,
 }
 
 impl Default for BrokerSection {
@@ -135,6 +152,13 @@ impl Default for BrokerSection {
         Self {
             kind: "memory".into(),
             redis_url: "redis://127.0.0.1:6379".into(),
+            sentinel_urls: Vec::new(),
+            sentinel_master: String::new(),
+            cluster_urls: Vec::new(),
+            prefix: "herald".into(),
+            timeout: "3s".into(),
+            heartbeat: "1s".into(),
+            presence_ttl: "60s".into(),
         }
     }
 }
@@ -363,18 +387,17 @@ impl Config {
                 self.storage.sync
             ));
         }
-        if self.storage.url.is_some() {
-            errors.push(
-                "storage.url: PostgreSQL is not available in this version yet; use storage.path"
-                    .into(),
-            );
+        if let Some(url) = &self.storage.url {
+            if let Err(e) = herald_postgres::check_url(url) {
+                errors.push(e.to_string());
+            }
+            if !self.storage.durable {
+                errors.push("storage.durable: false contradicts storage.url, which keeps history durable in PostgreSQL; remove one of them".into());
+            }
         }
         match self.broker.kind.as_str() {
             "memory" => {}
-            "redis" => errors.push(
-                "broker.kind: \"redis\" is not available in this version yet; use \"memory\""
-                    .into(),
-            ),
+            "redis" => self.broker.check(&mut errors),
             other => errors.push(format!(
                 "broker.kind: `{other}` is unknown; expected \"memory\" or \"redis\""
             )),

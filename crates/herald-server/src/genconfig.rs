@@ -42,8 +42,22 @@ max_message_bytes = 65536
 queue_max_messages = 4096           # a client that falls further behind is
 queue_max_bytes = 4194304           # disconnected with 3008 "slow"
 
+[storage]
+# History, epochs and idempotency keys survive restarts and kill -9 in SQLite
+# under this directory (the embedded default).
+path = "herald-data"
+sync = "normal"                     # "full" also survives a power cut
+# Or keep them in PostgreSQL instead; a url implies durable, path and sync are
+# then unused. The schema is created and migrated at start.
+# url = "postgres://herald:password@127.0.0.1:5432/herald"
+
 [broker]
+# "memory": one node. "redis": several nodes that behave as one (docs/scale-out.md).
 kind = "memory"
+# redis_url = "redis://127.0.0.1:6379"
+# For Sentinel instead: sentinel_urls = ["redis://10.0.0.1:26379"] and sentinel_master = "mymaster"
+# For a Cluster instead: cluster_urls = ["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"]
+# prefix = "herald"          # starts every Redis key, so apps can share one Redis
 
 [channel.without_namespace]
 presence = true
@@ -81,5 +95,10 @@ mod tests {
         let config = crate::config::load(Some(&path), &Default::default()).unwrap();
         assert_eq!(config.auth.hmac_secret.len(), 40);
         assert_eq!(config.channel.namespaces.len(), 3);
+        assert_eq!(config.storage.url, None, "SQLite stays the default");
+        assert!(
+            first.contains("\n# url = \"postgres://"),
+            "the PostgreSQL option is shown"
+        );
     }
 }

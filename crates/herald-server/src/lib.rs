@@ -5,6 +5,7 @@
 //! - [`cli`]: the command line; `main.rs` runs it.
 //! - [`config`]: the TOML file, environment overrides and `checkconfig` validation.
 //! - [`server`]: builds the node, routes HTTP, serves and drains on shutdown.
+//! - [`storage`]: picks and opens the durable history store (SQLite or PostgreSQL).
 //! - [`transport`]: the WebSocket transport (`/connection/websocket`).
 //! - [`api`]: the server HTTP API (`POST /api/<method>`).
 //! - [`app`]: state shared by all handlers.
@@ -22,6 +23,7 @@ pub mod genconfig;
 pub mod metrics;
 pub mod server;
 pub mod shutdown;
+pub mod storage;
 pub mod tokens;
 pub mod transport;
 

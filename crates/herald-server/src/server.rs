@@ -11,7 +11,7 @@ use axum::routing::{any, get, post};
 use herald_core::{
     ClientLimits, Namespaces, Node, NodeConfig, OutboxLimits, TokenVerifier, VerifierKeys,
 };
-use herald_sqlite::{SqliteLog, Sync};
+use herald_redis::RedisBroker;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,35 +86,33 @@ pub async fn build_node(config: &Config) -> Result<Node, StartError> {
         namespaces,
         limits,
     };
-    if !config.storage.durable {
-        tracing::info!("storage.durable is off: history is kept in memory and lost on restart");
-        return Ok(Node::new(node_config, verifier));
+    if config.broker.kind == "redis" {
+        return connect_broker(config, node_config, verifier).await;
     }
-    let sync = match config.storage.sync.as_str() {
-        "full" => Sync::Full,
-        _ => Sync::Normal,
-    };
-    let path = &config.storage.path;
-    tracing::info!(path = %path.display(), ?sync, "opening durable history");
-    let log = SqliteLog::open(path, sync)
-        .await
-        .map_err(|e| StartError::Storage(e.to_string()))?;
-    let snapshot = log
-        .load(herald_core::history::now_ms())
-        .await
-        .map_err(|e| StartError::Storage(e.to_string()))?;
-    let publications: usize = snapshot.streams.iter().map(|(_, p)| p.len()).sum();
-    tracing::info!(
-        streams = snapshot.streams.len(),
-        publications,
-        "history loaded"
+    let store = crate::storage::open_durable_store(&config.storage).await?;
+    Ok(match store {
+        Some((log, snapshot)) => Node::durable(node_config, verifier, log, snapshot),
+        None => Node::new(node_config, verifier),
+    })
+}
+
+/// A node on the Redis broker: history, presence and fan-out live in Redis,
+/// so the local durable store is not used for history.
+async fn connect_broker(
+    config: &Config,
+    node_config: NodeConfig,
+    verifier: TokenVerifier,
+) -> Result<Node, StartError> {
+    let settings = config.broker.redis_settings().map_err(StartError::Config)?;
+    tracing::info!(target_redis = %settings.topology.describe(), prefix = %settings.prefix, "connecting to the broker");
+    let broker = Arc::new(
+        RedisBroker::connect(settings)
+            .await
+            .map_err(|e| StartError::Storage(e.to_string()))?,
     );
-    Ok(Node::durable(
-        node_config,
-        verifier,
-        Arc::new(log),
-        snapshot,
-    ))
+    let node = Node::with_broker(node_config, verifier, broker.clone());
+    broker.start(node.broker_context()).await;
+    Ok(node)
 }
 
 pub fn router(app: Arc<App>, max_body_bytes: usize) -> Router {
@@ -122,13 +120,25 @@ pub fn router(app: Arc<App>, max_body_bytes: usize) -> Router {
         .route("/", get(index))
         .route("/connection/websocket", any(transport::websocket::upgrade))
         .route("/api/{method}", post(api::handle))
-        .route(
-            "/health",
-            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
-        )
+        .route("/health", get(health))
         .route("/metrics", get(|| async { metrics::handle().render() }))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(app)
+}
+
+/// 200 while the node can serve; 503 with the reason while its broker is down,
+/// so a load balancer stops sending clients to a node that would lose messages.
+async fn health(axum::extract::State(app): axum::extract::State<Arc<App>>) -> impl IntoResponse {
+    match app.node.health() {
+        Ok(()) => (
+            axum::http::StatusCode::OK,
+            axum::Json(serde_json::json!({"status": "ok"})),
+        ),
+        Err(reason) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"status": "unavailable", "reason": reason})),
+        ),
+    }
 }
 
 async fn index() -> impl IntoResponse {

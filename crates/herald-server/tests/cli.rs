@@ -46,21 +46,45 @@ fn genconfig_writes_a_config_that_checkconfig_accepts() {
     );
 }
 
+/// Runs `herald checkconfig` on a file holding `text`: the exit code and stderr.
+fn checkconfig(text: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("herald.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = herald().arg("checkconfig").arg(&path).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn checkconfig_names_each_bad_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bad.toml");
-    std::fs::write(
-        &path,
-        "[server]\nlisten = 5\n[client]\npong_timeout = \"later\"\n",
-    )
-    .unwrap();
-    let out = herald().arg("checkconfig").arg(&path).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (code, stderr) = checkconfig("[server]\nlisten = 5\n[client]\npong_timeout = \"later\"\n");
+    assert_eq!(code, Some(1));
     assert!(stderr.contains("server"), "{stderr}");
     assert!(stderr.contains("client.pong_timeout"), "{stderr}");
     assert!(stderr.contains("2 problem(s) found"), "{stderr}");
+}
+
+#[test]
+fn checkconfig_rejects_a_storage_url_that_is_not_postgres_without_showing_its_password() {
+    let (code, stderr) =
+        checkconfig("[storage]\nurl = \"mysql://herald:topsecret@db:3306/herald\"\n");
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("error: storage.url: `mysql://herald:***@db:3306/herald` must start with postgres:// or postgresql://"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("topsecret"), "{stderr}");
+    assert!(stderr.contains("1 problem(s) found"), "{stderr}");
+    let (code, stderr) =
+        checkconfig("[storage]\nurl = \"postgres://herald:topsecret@db:5432/herald\"\n");
+    assert_eq!(
+        code,
+        Some(0),
+        "a PostgreSQL url passes without connecting: {stderr}"
+    );
 }
 
 #[test]
@@ -155,5 +179,39 @@ fn serve_with_dev_defaults_prints_where_to_look_and_stops_on_sigterm() {
     assert!(
         dir.path().join("herald-data/herald.db").is_file(),
         "dev defaults keep history in SQLite"
+    );
+}
+
+#[test]
+fn checkconfig_rejects_a_redis_broker_that_is_ambiguous_tls_or_without_a_master() {
+    let cases = [
+        (
+            "sentinel_urls = [\"redis://s:26379\"]\nsentinel_master = \"m\"\n\
+             cluster_urls = [\"redis://c:7000\"]",
+            "error: broker.sentinel_urls / broker.cluster_urls: set one of them, not both",
+        ),
+        (
+            "redis_url = \"rediss://:topsecret@r:6380\"",
+            "error: broker.redis_url: `rediss://***@r:6380` must start with redis://",
+        ),
+        (
+            "sentinel_urls = [\"redis://s:26379\"]",
+            "error: broker.sentinel_master: name the master the sentinels watch",
+        ),
+    ];
+    for (broker, problem) in cases {
+        let (code, stderr) = checkconfig(&format!("[broker]\nkind = \"redis\"\n{broker}\n"));
+        assert_eq!(code, Some(1), "{broker}: {stderr}");
+        assert!(stderr.contains(problem), "{broker}: {stderr}");
+        assert!(stderr.contains("1 problem(s) found"), "{broker}: {stderr}");
+        assert!(!stderr.contains("topsecret"), "{stderr}");
+    }
+    let (code, stderr) = checkconfig(
+        "[broker]\nkind = \"redis\"\nsentinel_urls = [\"redis://s:26379\"]\nsentinel_master = \"m\"\n",
+    );
+    assert_eq!(
+        code,
+        Some(0),
+        "a complete Sentinel setup passes without connecting: {stderr}"
     );
 }

@@ -2,6 +2,10 @@
 //! that speaks the protocol's JSON by hand, and helpers for the server API.
 //!
 //! Every wait has a timeout, so a missing event fails the test instead of hanging.
+//! [`durability`] holds the restart and `kill -9` scenarios every durable store runs.
+
+pub mod broker;
+pub mod redis;
 
 use futures_util::{SinkExt, StreamExt};
 use herald_core::ChannelOptions;
@@ -12,6 +16,8 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub mod durability;
 
 pub const SECRET: &str = "test-secret";
 pub const API_KEY: &str = "test-api-key";

@@ -1,7 +1,8 @@
 // Test harness for the Herald Node.js acceptance suite.
 //
 // - re-exports server.js: startHerald (temp TOML config + storage dir, spawns
-//   `herald serve`; { url, wsUrl, api, apiRaw, stop, kill9, restart })
+//   `herald serve`; { url, wsUrl, api, apiRaw, health, stop, kill9, restart }),
+//   and for scale-out startRedis, startCluster({ nodes }), startProxy, redisSkip
 // - mints HS256 JWTs with node:crypto (also bad-signature and alg:none tokens)
 // - creates `centrifuge` clients over `ws` with a wire spy (every frame in/out)
 // - waitFor(emitter, event, timeoutMs, predicate) / expectNoEvent(...) helpers
@@ -18,7 +19,10 @@ import { Centrifuge } from 'centrifuge';
 
 import { startHerald, SECRET } from './server.js';
 
-export { NODE_DIR, HERALD_BIN, SECRET, API_KEY, renderConfig, startHerald } from './server.js';
+export {
+  NODE_DIR, HERALD_BIN, SECRET, API_KEY, renderConfig, startHerald,
+  startRedis, startCluster, startProxy, redisSkip,
+} from './server.js';
 
 /**
  * One herald and one ClientPool for the calling *.test.js file. Registers the

@@ -1,10 +1,13 @@
 // Herald process control for the Node.js acceptance suite: renders the TOML
 // config, spawns `herald serve`, waits for its "herald listening on" line and
 // offers the server HTTP API, SIGTERM stop, SIGKILL and restart on the same
-// port and storage dir. Re-exported by harness.js; contains no tests.
+// port and storage dir. For scale-out: a throwaway redis-server, a cluster of
+// herald nodes on it, and a switchable TCP proxy (a "load balancer").
+// Re-exported by harness.js; contains no tests.
 
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, rmSync, existsSync, readFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -38,7 +41,7 @@ function tomlTable(header, obj) {
 
 /**
  * Build a config file text.
- * opts: { server, auth, api, client, storage, withoutNamespace, namespaces: [{name, ...}] }
+ * opts: { server, auth, api, client, storage, broker, withoutNamespace, namespaces: [{name, ...}] }
  * Sections are merged over sensible defaults from CONTRACT.md.
  */
 export function renderConfig(opts = {}) {
@@ -56,6 +59,7 @@ export function renderConfig(opts = {}) {
     parts.push(tomlTable('[channel.without_namespace]', opts.withoutNamespace));
   }
   if (opts.storage) parts.push(tomlTable('[storage]', opts.storage));
+  if (opts.broker) parts.push(tomlTable('[broker]', opts.broker));
   for (const ns of opts.namespaces || []) {
     parts.push(tomlTable('[[channel.namespaces]]', ns));
   }
@@ -198,9 +202,207 @@ export async function startHerald(opts = {}, { startTimeoutMs = 15000, env = {} 
     try { rmSync(dir, { recursive: true, force: true }); } catch { /* ignore */ }
   }
 
+  /** GET /health: { status, text } (200 healthy, 503 e.g. while Redis is down). */
+  async function health() {
+    const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(5000) });
+    return { status: res.status, text: await res.text() };
+  }
+
   return {
-    url, wsUrl, api, apiRaw, stop, kill9, restart, configPath, storageDir,
+    url, wsUrl, api, apiRaw, health, stop, kill9, restart, configPath, storageDir,
+    port: Number(new URL(url).port),
     logs: () => log.text,
     get process() { return proc.child; },
+  };
+}
+
+// --------------------------------------------------------------- redis ----
+
+const delay = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function findOnPath(name) {
+  for (const dir of (process.env.PATH || '').split(path.delimiter)) {
+    if (dir && existsSync(path.join(dir, name))) return path.join(dir, name);
+  }
+  return null;
+}
+
+const REDIS_MISSING = 'redis-server is not on PATH (Debian: apt-get install redis-server)';
+
+/**
+ * For `test(name, { skip: redisSkip() }, ...)`: a skip message when
+ * redis-server is missing, else false. With CI=true a missing redis-server is
+ * never skipped: the tests run and startRedis fails them.
+ */
+export function redisSkip() {
+  if (findOnPath('redis-server') || process.env.CI === 'true') return false;
+  return `${REDIS_MISSING}; set CI=true to make this a failure`;
+}
+
+/** Resolve true if a Redis on `port` answers PING with +PONG (not LOADING). */
+function redisPing(port, timeoutMs = 500) {
+  return new Promise((resolve) => {
+    const sock = net.connect(port, '127.0.0.1');
+    let buf = '';
+    const timer = setTimeout(() => done(false), timeoutMs);
+    function done(ok) { clearTimeout(timer); sock.destroy(); resolve(ok); }
+    sock.on('connect', () => sock.write('PING\r\n'));
+    sock.on('data', (d) => { buf += d; if (buf.includes('\r\n')) done(buf.startsWith('+PONG')); });
+    sock.on('error', () => done(false));
+  });
+}
+
+/** A port that was free a moment ago. */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => { const { port } = srv.address(); srv.close(() => resolve(port)); });
+  });
+}
+
+/**
+ * A throwaway redis-server on a free port with its own temp dir and an
+ * append-only file fsynced on every write (so every acknowledged write
+ * survives kill9). Returns { port, url, dir, kill9, restart, stop, logs }:
+ *  kill9()   SIGKILL and wait for the exit (data dir kept)
+ *  restart() start again on the same port and dir; resolves on PONG (AOF loaded)
+ */
+export async function startRedis({ appendonly = true } = {}) {
+  const bin = findOnPath('redis-server');
+  if (!bin) throw new Error(`${REDIS_MISSING}; CI=true, so a missing redis-server fails the run`);
+  const dir = mkdtempSync(path.join(tmpdir(), 'herald-redis-'));
+  const port = await freePort();
+  const logFile = path.join(dir, 'redis.log');
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--daemonize', 'no', '--save', '',
+    '--appendonly', appendonly ? 'yes' : 'no', '--appendfsync', 'always', '--dir', dir, '--logfile', logFile];
+  const logs = () => { try { return readFileSync(logFile, 'utf8').slice(-3000); } catch { return '<no redis log>'; } };
+  let child;
+  let exited;
+
+  async function launchRedis() {
+    child = spawn(bin, args, { stdio: 'ignore' });
+    exited = new Promise((resolve) => {
+      child.once('exit', (code, signal) => resolve({ code, signal }));
+      child.once('error', (error) => resolve({ error }));
+    });
+    const deadline = Date.now() + 10000;
+    while (!(await redisPing(port))) {
+      if (!isRunning(child)) throw new Error(`redis-server on ${port} exited before answering PING\n${logs()}`);
+      if (Date.now() > deadline) throw new Error(`redis-server on ${port} not answering PING in 10 s\n${logs()}`);
+      await delay(20);
+    }
+  }
+
+  async function kill9() {
+    if (isRunning(child)) child.kill('SIGKILL');
+    return exited;
+  }
+
+  async function stop() {
+    await kill9();
+    try { rmSync(dir, { recursive: true, force: true }); } catch { /* ignore */ }
+  }
+
+  try {
+    await launchRedis();
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return {
+    port, dir, logs, kill9, stop,
+    url: `redis://127.0.0.1:${port}`,
+    async restart() { await kill9(); await launchRedis(); },
+  };
+}
+
+// ------------------------------------------------------------- cluster ----
+
+/** The [broker] section of a cluster node; `extra` overrides it. */
+export const clusterBroker = (redisUrl, extra = {}) => ({
+  kind: 'redis', redis_url: redisUrl, heartbeat: '200ms', presence_ttl: '2s', timeout: '1s', ...extra,
+});
+
+/**
+ * Start a redis-server (see startRedis) and `nodes` herald processes on it
+ * (config as for startHerald, plus the broker section; nodes named node-1...),
+ * and wait until every node's `info` lists all of them.
+ * Returns { redis, nodes: [srv...], stop(), logTails() }; stop() is safe to
+ * call after a node or Redis was killed. Cleans up if start-up fails.
+ */
+export async function startCluster({ nodes = 2, broker = {}, redis: redisOpts, ...config } = {}) {
+  const redis = await startRedis(redisOpts);
+  const started = [];
+  const stop = async () => {
+    await Promise.all(started.map((n) => n.stop()));
+    await redis.stop();
+  };
+  try {
+    for (let i = 1; i <= nodes; i++) {
+      started.push(await startHerald({
+        ...config,
+        server: { ...(config.server || {}), name: `node-${i}` },
+        broker: clusterBroker(redis.url, broker),
+      }));
+    }
+    const deadline = Date.now() + 10000;
+    for (const node of started) {
+      for (;;) {
+        const r = await node.apiRaw('info', {});
+        if (r.json?.result?.nodes?.length === nodes) break;
+        if (Date.now() > deadline) throw new Error(`${node.url} info never listed ${nodes} nodes: ${r.text}`);
+        await delay(50);
+      }
+    }
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  const logTails = () => [
+    ...started.map((n, i) => `--- node-${i + 1} (${n.url}) stderr tail:\n${n.logs().slice(-3000)}`),
+    `--- redis (${redis.url}) log tail:\n${redis.logs()}`,
+  ].join('\n');
+  return { redis, nodes: started, stop, logTails };
+}
+
+// --------------------------------------------------------------- proxy ----
+
+/**
+ * A tiny TCP "load balancer" on a free port: each accepted connection is piped
+ * to the current target (a herald from startHerald, or a port). switchTo()
+ * changes the target for new connections; open ones stay where they are.
+ * While held (hold() until release()) new connections are dropped at once.
+ * Has url/wsUrl so a ClientPool can connect through it.
+ */
+export async function startProxy(target) {
+  const portOf = (t) => (typeof t === 'number' ? t : t.port);
+  let targetPort = portOf(target);
+  let held = false;
+  const sockets = new Set();
+  const server = net.createServer((down) => {
+    if (held) { down.destroy(); return; }
+    const up = net.connect(targetPort, '127.0.0.1');
+    for (const s of [down, up]) {
+      sockets.add(s);
+      s.on('error', () => {});
+      s.on('close', () => { sockets.delete(s); down.destroy(); up.destroy(); });
+    }
+    down.pipe(up);
+    up.pipe(down);
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address();
+  return {
+    port,
+    url: `http://127.0.0.1:${port}`,
+    wsUrl: `ws://127.0.0.1:${port}/connection/websocket`,
+    switchTo(t) { targetPort = portOf(t); },
+    hold() { held = true; },
+    release() { held = false; },
+    close() {
+      for (const s of sockets) s.destroy();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
   };
 }

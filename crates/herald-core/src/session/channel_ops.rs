@@ -5,12 +5,13 @@ use super::{Session, json_null};
 use crate::channel::ChannelOptions;
 use crate::engine::Draft;
 use crate::history::HistoryQuery;
+use crate::node::Node;
 use crate::node::PublishOptions;
-use futures_util::FutureExt;
 use herald_protocol::command::{HistoryRequest, PublishRequest};
 use herald_protocol::reply::{EmptyResult, HistoryResult, PresenceResult, Reply};
 use herald_protocol::{Disconnect, ErrorCode};
 use serde_json::value::RawValue;
+use std::sync::Arc;
 
 /// Which namespace permission a channel command needs.
 #[derive(Clone, Copy)]
@@ -78,58 +79,60 @@ impl Session {
         };
         let node = self.node.clone();
         let channel = channel.to_string();
-        let mut publish = Box::pin(async move {
+        // In memory the publish is done at once and its reply joins this frame's;
+        // a durable or brokered publish answers on its own once done.
+        self.answer(async move {
             let result = node
                 .publish(&channel, draft, PublishOptions::default())
                 .await;
             match result {
                 Ok(_) => Reply::result(id, "publish", &EmptyResult {}),
-                Err(error) => {
-                    crate::metrics::count_error(error.code);
-                    Reply::error(id, &error)
-                }
+                Err(error) => error_reply(id, error),
             }
         });
-        // In memory the publish is done at the first poll and its reply joins this
-        // frame's; a durable publish answers on its own once committed (replies
-        // are matched by id, so order between them does not matter).
-        match (&mut publish).now_or_never() {
-            Some(reply) => self.replies.push(reply),
-            None => {
-                let outbox = self.outbox.clone();
-                tokio::spawn(async move {
-                    let _ = outbox.push(publish.await);
-                });
-            }
-        }
         Ok(())
     }
 
     pub(super) fn presence(&mut self, id: u32, channel: &str) -> Result<(), Disconnect> {
-        let result = self
-            .permit(channel, Action::Presence)
-            .and_then(|_| self.node.presence(channel));
-        match result {
-            Ok(entries) => {
-                let presence = entries
-                    .iter()
-                    .map(|info| (info.client.as_str(), info))
-                    .collect();
-                self.reply(id, "presence", &PresenceResult { presence });
+        self.presence_query(id, channel, async move |node, channel| {
+            match node.presence(&channel).await {
+                Ok(entries) => {
+                    let presence = entries
+                        .iter()
+                        .map(|info| (info.client.as_str(), info))
+                        .collect();
+                    Reply::result(id, "presence", &PresenceResult { presence })
+                }
+                Err(error) => error_reply(id, error),
             }
-            Err(error) => self.error(id, error),
-        }
-        Ok(())
+        })
     }
 
     pub(super) fn presence_stats(&mut self, id: u32, channel: &str) -> Result<(), Disconnect> {
-        let result = self
-            .permit(channel, Action::Presence)
-            .and_then(|_| self.node.presence_stats(channel));
-        match result {
-            Ok(stats) => self.reply(id, "presence_stats", &stats),
-            Err(error) => self.error(id, error),
+        self.presence_query(id, channel, async move |node, channel| {
+            match node.presence_stats(&channel).await {
+                Ok(stats) => Reply::result(id, "presence_stats", &stats),
+                Err(error) => error_reply(id, error),
+            }
+        })
+    }
+
+    /// Answers a presence command with `query` once the client may ask.
+    fn presence_query<F>(
+        &mut self,
+        id: u32,
+        channel: &str,
+        query: impl FnOnce(Arc<Node>, String) -> F,
+    ) -> Result<(), Disconnect>
+    where
+        F: std::future::Future<Output = bytes::Bytes> + Send + 'static,
+    {
+        if let Err(error) = self.permit(channel, Action::Presence) {
+            self.error(id, error);
+            return Ok(());
         }
+        let reply = query(self.node.clone(), channel.to_string());
+        self.answer(reply);
         Ok(())
     }
 
@@ -151,21 +154,30 @@ impl Session {
             limit: request.limit,
             reverse: request.reverse,
         };
-        match self.node.history(channel, &query) {
-            Ok((publications, position)) => {
-                let objects: Vec<&RawValue> = publications
-                    .iter()
-                    .filter_map(|p| serde_json::from_slice(&p.object).ok())
-                    .collect();
-                let result = HistoryResult {
-                    publications: objects,
-                    epoch: &position.epoch,
-                    offset: position.offset,
-                };
-                self.reply(id, "history", &result);
+        let node = self.node.clone();
+        let channel = channel.to_string();
+        self.answer(async move {
+            match node.history(&channel, &query).await {
+                Ok((publications, position)) => {
+                    let objects: Vec<&RawValue> = publications
+                        .iter()
+                        .filter_map(|p| serde_json::from_slice(&p.object).ok())
+                        .collect();
+                    let result = HistoryResult {
+                        publications: objects,
+                        epoch: &position.epoch,
+                        offset: position.offset,
+                    };
+                    Reply::result(id, "history", &result)
+                }
+                Err(error) => error_reply(id, error),
             }
-            Err(error) => self.error(id, error),
-        }
+        });
         Ok(())
     }
+}
+
+fn error_reply(id: u32, error: ErrorCode) -> bytes::Bytes {
+    crate::metrics::count_error(error.code);
+    Reply::error(id, &error)
 }

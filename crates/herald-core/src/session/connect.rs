@@ -38,6 +38,22 @@ impl Session {
             tracing::info!(%user, limit = limits.user_connection_limit, "user connection limit reached");
             return Err(Disconnect::CONNECTION_LIMIT);
         }
+        let mut server_channels: Vec<String> = claims.channels;
+        server_channels.extend(claims.subs.into_keys());
+        server_channels.sort_unstable();
+        server_channels.dedup();
+        let known = server_channels
+            .iter()
+            .map(String::as_str)
+            .filter(|channel| self.node.namespaces.options(channel).is_ok());
+        match self.readiness(known.collect::<Vec<_>>()) {
+            super::Readiness::Ready => {}
+            super::Readiness::Waiting => return Ok(()),
+            super::Readiness::Unavailable => {
+                self.error(id, ErrorCode::INTERNAL);
+                return Ok(());
+            }
+        }
         let client_id: Arc<str> = uuid::Uuid::new_v4().to_string().into();
         let handle = Arc::new(ClientHandle {
             id: client_id.clone(),
@@ -62,10 +78,6 @@ impl Session {
             pong_deadline: None,
         }));
 
-        let mut server_channels: Vec<String> = claims.channels;
-        server_channels.extend(claims.subs.into_keys());
-        server_channels.sort_unstable();
-        server_channels.dedup();
         // Server-side subscriptions recover like client ones, from the positions
         // the SDK sends in `subs`; the connect reply carries what they missed.
         self.outbox.hold();

@@ -2,7 +2,7 @@
 
 use super::{Session, Subscription, expiry};
 use crate::channel::{self, ChannelOptions};
-use crate::hub::{Audience, SubscriberOptions};
+use crate::hub::SubscriberOptions;
 use herald_protocol::command::{SubRefreshRequest, SubscribeRequest};
 use herald_protocol::push;
 use herald_protocol::reply::{EmptyResult, Reply, SubRefreshResult, SubscribeResult};
@@ -32,6 +32,14 @@ impl Session {
             }
             Err(Err(disconnect)) => return Err(disconnect),
         };
+        match self.readiness([channel]) {
+            super::Readiness::Ready => {}
+            super::Readiness::Waiting => return Ok(()),
+            super::Readiness::Unavailable => {
+                self.error(id, ErrorCode::INTERNAL);
+                return Ok(());
+            }
+        }
         let options = self
             .node
             .namespaces
@@ -137,12 +145,10 @@ impl Session {
         let c = self.connected();
         let mut info = c.info.clone();
         info.chan_info = chan_info;
-        node.hub.subscribe(
-            channel,
-            c.handle.clone(),
-            subscriber,
-            presence.then(|| info.clone()),
-        );
+        let presence = presence.then(|| info.clone());
+        node.track_subscriber(channel, presence.as_ref());
+        node.hub
+            .subscribe(channel, c.handle.clone(), subscriber, presence);
         c.subscriptions
             .insert(channel.to_string(), Subscription { info, expire_at });
     }
@@ -161,7 +167,7 @@ impl Session {
             return;
         };
         let join = push::join(channel, &subscription.info);
-        self.node.hub.broadcast(channel, &join, Audience::JoinLeave);
+        self.node.broadcast_join_leave(channel, join);
     }
 
     /// A subscription made by the server API on a live connection.

@@ -74,7 +74,7 @@ async fn connect_subscribe_and_receive_a_publication() {
         json!({"id": 1, "connect": {"token": token("42")}}),
         json!({"id": 2, "subscribe": {"channel": "news"}})
     );
-    session.handle_frame(frame.as_bytes()).unwrap();
+    assert_eq!(session.handle_frame(frame.as_bytes()), Ok(Step::Done));
     let replies = written(&outbox).await;
     assert_eq!(replies[0]["id"], json!(1));
     assert_eq!(replies[1], json!({"id": 2, "subscribe": {}}));
@@ -117,13 +117,13 @@ async fn pings_on_schedule_and_a_missing_pong_disconnects() {
     let node = node(limits);
     let (mut session, outbox) = session(&node);
     let connect = json!({"id": 1, "connect": {"token": token("1")}}).to_string();
-    session.handle_frame(connect.as_bytes()).unwrap();
+    assert_eq!(session.handle_frame(connect.as_bytes()), Ok(Step::Done));
     written(&outbox).await;
     let ping_at = session.next_deadline();
     session.on_timer(ping_at).unwrap();
     assert_eq!(written(&outbox).await, [json!({})]);
     // A pong clears the deadline; the next ping is due an interval later.
-    session.handle_frame(b"{}").unwrap();
+    assert_eq!(session.handle_frame(b"{}"), Ok(Step::Done));
     let next_ping = session.next_deadline();
     assert_eq!(next_ping, ping_at + Duration::from_secs(5));
     session.on_timer(next_ping).unwrap();
@@ -142,7 +142,7 @@ async fn close_leaves_channels_and_unregisters() {
             json!({"id": 1, "connect": {"token": token(user)}}),
             json!({"id": 2, "subscribe": {"channel": "room", "join_leave": true}})
         );
-        session.handle_frame(frame.as_bytes()).unwrap();
+        assert_eq!(session.handle_frame(frame.as_bytes()), Ok(Step::Done));
     }
     assert_eq!(node.hub.presence_stats("room"), (2, 2));
     written(&watcher_outbox).await;

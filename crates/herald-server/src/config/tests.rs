@@ -120,3 +120,30 @@ fn invalid_toml_names_the_file() {
     let errors = load_str("[server\n", &[]).unwrap_err();
     assert!(errors[0].contains("invalid TOML"), "{errors:?}");
 }
+
+#[test]
+fn storage_url_must_be_postgres_and_never_echoes_the_password() {
+    let config = load_str(
+        "[storage]\nurl = \"postgresql://herald:pw@db.internal:5432/herald\"\n",
+        &[],
+    )
+    .unwrap();
+    assert!(config.storage.url.is_some());
+    let errors = load_str(
+        "[storage]\nurl = \"mysql://herald:pw@db/herald\"\ndurable = false\n",
+        &[],
+    )
+    .unwrap_err();
+    let all = errors.join("\n");
+    assert!(
+        all.contains("storage.url: `mysql://herald:***@db/herald` must start with postgres://"),
+        "{all}"
+    );
+    assert!(
+        all.contains("storage.durable: false contradicts storage.url"),
+        "{all}"
+    );
+    assert!(!all.contains("pw@"), "{all}");
+    let from_env = load_str("", &[("HERALD_STORAGE_URL", "postgres://h:notaport/db")]).unwrap_err();
+    assert!(from_env[0].starts_with("storage.url: "), "{from_env:?}");
+}

@@ -14,7 +14,8 @@ use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use herald_core::control::ControlQueue;
 use herald_core::metrics as names;
-use herald_core::{Outbox, Session};
+use herald_core::session::Step;
+use herald_core::{Node, Outbox, Session};
 use herald_protocol::{Disconnect, pack_frame};
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,13 +61,22 @@ async fn serve_connection(socket: WebSocket, app: Arc<App>) {
     let disconnect: Option<Disconnect> = loop {
         let step = tokio::select! {
             message = stream.next() => match message {
-                Some(Ok(Message::Text(text))) => session.handle_frame(text.as_bytes()),
-                Some(Ok(Message::Binary(bytes))) => session.handle_frame(&bytes),
+                Some(Ok(Message::Text(text))) => {
+                    let step = session.handle_frame(text.as_bytes());
+                    settle(&mut session, &app.node, text.as_bytes(), step).await
+                }
+                Some(Ok(Message::Binary(bytes))) => {
+                    let step = session.handle_frame(&bytes);
+                    settle(&mut session, &app.node, &bytes, step).await
+                }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
                 Some(Ok(Message::Close(_))) | None => break None,
                 Some(Err(error)) => break read_error(&error),
             },
-            work = control.recv() => session.handle_control(work),
+            work = control.recv() => {
+                let step = session.handle_control(work);
+                settle(&mut session, &app.node, &[], step).await
+            }
             _ = &mut timer => session.on_timer(Instant::now().into_std()),
             _ = outbox.closed() => break None,
             _ = &mut writer => {
@@ -103,6 +113,29 @@ async fn serve_connection(socket: WebSocket, app: Arc<App>) {
     {
         // The peer stopped reading: drop the socket rather than wait on it.
         writer.abort();
+    }
+}
+
+/// Lets the session go on once the channels it waits for are ready (with a
+/// broker, the first subscriber of a channel on this node waits for the
+/// broker's subscription). This connection's later frames wait meanwhile, so its
+/// commands keep their order; other connections are unaffected.
+async fn settle(
+    session: &mut Session,
+    node: &Node,
+    frame: &[u8],
+    mut step: Result<Step, Disconnect>,
+) -> Result<(), Disconnect> {
+    loop {
+        let Step::Await(channels) = step? else {
+            return Ok(());
+        };
+        let waits = channels.iter().map(|channel| node.ready(channel));
+        let outcomes = futures_util::future::join_all(waits).await;
+        let ready = outcomes.iter().all(Result::is_ok);
+        // The guards keep the channels ready until the command has run again.
+        step = session.resume(frame, ready);
+        drop(outcomes);
     }
 }
 
