@@ -60,6 +60,9 @@ fi
 step "Benchmark suite, small scale (checks it runs and reports; no speed threshold)"
 cargo run --release --locked -p herald-bench -- suite --scale small --no-doc
 
+step "Scale-out benchmark, smoke scale (1, 2 and 3 nodes on Redis; fails on any lost or reordered delivery)"
+cargo run --release --locked -p herald-bench -- nodes --scale smoke --no-doc
+
 # One closing line for all suites (set -e has already stopped on any failure).
 rust=$(grep -E '^test result: ok' "$logs/rust.log" | awk '{sum += $4} END {print sum + 0}')
 node=$(grep -E '^# pass ' "$logs/node.log" | awk '{print $3}')

@@ -4,9 +4,11 @@
 //!
 //! Every published payload starts with `@@<send time in µs>@@`, so a frame is
 //! scanned for markers whatever protocol wraps it: each marker is one delivery,
-//! and its publish-to-deliver latency goes into an HDR histogram.
+//! and its publish-to-deliver latency goes into an HDR histogram. With an
+//! [`Order`], a tag after the marker is also checked per connection.
 
 use crate::Result;
+use crate::order::Order;
 use crate::peers::Endpoint;
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
@@ -46,7 +48,12 @@ pub fn us_at(instant: Instant) -> u64 {
 
 /// A payload of [`PAYLOAD_BYTES`] bytes that carries its send time.
 pub fn payload(sent_us: u64) -> String {
-    let mut text = format!("@@{sent_us}@@");
+    tagged_payload(sent_us, "")
+}
+
+/// A payload with `tag` right after its send-time marker.
+pub fn tagged_payload(sent_us: u64, tag: &str) -> String {
+    let mut text = format!("@@{sent_us}@@{tag}");
     while text.len() < PAYLOAD_BYTES {
         text.push('x');
     }
@@ -63,14 +70,21 @@ pub struct Stats {
     /// Connections that ended (closed by the server or failed) after their handshake.
     pub closed: AtomicU64,
     shards: Vec<Mutex<Histogram<u64>>>,
+    /// Publishers tag their payloads for it; connection i checks into its slot i.
+    pub order: Option<Arc<Order>>,
 }
 
 impl Stats {
     pub fn new() -> Arc<Self> {
+        Self::with_order(None)
+    }
+
+    pub fn with_order(order: Option<Arc<Order>>) -> Arc<Self> {
         Arc::new(Self {
             delivered: AtomicU64::new(0),
             closed: AtomicU64::new(0),
             shards: (0..SHARDS).map(|_| Mutex::new(new_histogram())).collect(),
+            order,
         })
     }
 
@@ -78,13 +92,14 @@ impl Stats {
         self.delivered.load(Ordering::Relaxed)
     }
 
-    /// Counts and times every payload marker in `text`.
-    fn record(&self, text: &str, shard: usize) {
+    /// Counts and times every payload marker in `text`, received by connection `conn`.
+    fn record(&self, text: &str, conn: usize) {
         let bytes = text.as_bytes();
         let now = now_us();
         let mut count = 0;
         let mut i = 0;
         let mut hist = None;
+        let mut seen = None;
         while let Some(pos) = find_marker(&bytes[i..]) {
             let start = i + pos + 2;
             let digits = bytes[start..]
@@ -97,11 +112,19 @@ impl Stats {
             }
             let sent: u64 = text[start..i].parse().unwrap_or(now);
             let hist = hist
-                .get_or_insert_with(|| self.shards[shard % SHARDS].lock().expect("not poisoned"));
+                .get_or_insert_with(|| self.shards[conn % SHARDS].lock().expect("not poisoned"));
             hist.saturating_record(now.saturating_sub(sent).max(1));
             count += 1;
             // Skip the closing "@@".
             i += 2.min(bytes.len() - i);
+            if let Some(order) = &self.order {
+                if seen.is_none() {
+                    seen = order.seen(conn);
+                }
+                if let Some(seen) = seen.as_mut() {
+                    seen.check(&bytes[i..]);
+                }
+            }
         }
         if count > 0 {
             self.delivered.fetch_add(count, Ordering::Relaxed);
@@ -154,12 +177,12 @@ pub async fn open(addr: SocketAddr, path: &str, from: Ipv4Addr) -> Result<Ws> {
 }
 
 /// Reads `ws` until it ends: records deliveries, answers pings.
-async fn drive(mut ws: Ws, endpoint: Arc<Endpoint>, stats: Arc<Stats>, shard: usize) {
+async fn drive(mut ws: Ws, endpoint: Arc<Endpoint>, stats: Arc<Stats>, conn: usize) {
     use futures_util::SinkExt;
     while let Some(message) = ws.next().await {
         match message {
             Ok(Message::Text(text)) => {
-                stats.record(&text, shard);
+                stats.record(&text, conn);
                 if let Some(pong) = endpoint.pong(&text)
                     && ws.send(Message::text(pong)).await.is_err()
                 {
@@ -195,13 +218,14 @@ impl Drop for Pool {
     }
 }
 
-/// Connections `first..first+count` to `endpoint`, `concurrency` handshakes at
-/// a time; connection i joins `rooms(i)`. Failures are counted, not fatal.
-/// Returns how long opening them took.
+/// Connections `first..first+count`, connection i to `endpoints[i % len]`
+/// (round-robin over nodes), `concurrency` handshakes at a time; connection i
+/// joins `rooms(i)`. Failures are counted, not fatal. Returns how long opening
+/// them took.
 #[allow(clippy::too_many_arguments)]
 pub async fn connect(
     pool: &mut Pool,
-    endpoint: &Arc<Endpoint>,
+    endpoints: &[Arc<Endpoint>],
     first: usize,
     count: usize,
     concurrency: usize,
@@ -218,7 +242,7 @@ pub async fn connect(
     let mut workers = Vec::new();
     for _ in 0..concurrency.clamp(1, count.max(1)) {
         let (next, done, rooms) = (next.clone(), done.clone(), rooms.clone());
-        let (endpoint, tokens, stats) = (endpoint.clone(), tokens.clone(), stats.clone());
+        let (endpoints, tokens, stats) = (endpoints.to_vec(), tokens.clone(), stats.clone());
         workers.push(tokio::spawn(async move {
             let mut opened = Vec::new();
             let mut failed = Vec::new();
@@ -229,6 +253,7 @@ pub async fn connect(
                 }
                 let rooms = rooms(i);
                 let token = tokens.as_ref().map(|t| t[i % t.len()].as_str());
+                let endpoint = &endpoints[i % endpoints.len()];
                 match endpoint.open(i, &rooms, token).await {
                     Ok(ws) => {
                         let task = drive(ws, endpoint.clone(), stats.clone(), i);
@@ -281,5 +306,23 @@ mod tests {
         stats.record("{\"id\":1,\"connect\":{}}", 2);
         assert_eq!(stats.delivered(), 3);
         assert_eq!(stats.latency().len(), 3);
+    }
+
+    #[test]
+    fn tags_after_the_marker_are_checked_per_connection() {
+        let order = Arc::new(Order::new(1, 2));
+        let stats = Stats::with_order(Some(order.clone()));
+        let a = tagged_payload(now_us(), &order.tag(0));
+        let b = tagged_payload(now_us(), &order.tag(0));
+        assert_eq!(b.len(), PAYLOAD_BYTES);
+        stats.record(&format!("{{\"data\":\"{a}\"}}\n{{\"data\":\"{b}\"}}"), 0);
+        stats.record(&format!("{{\"data\":\"{b}\"}}"), 1);
+        let verdict = order.verify(|i| i);
+        assert_eq!((verdict.lost, verdict.late, verdict.duplicates), (1, 0, 0));
+        assert!(
+            verdict.details().contains("subscriber 1"),
+            "{}",
+            verdict.details()
+        );
     }
 }

@@ -14,6 +14,8 @@
 //!   driven by the WebSocket load generator (`loadgen.rs`) and HTTP publishers
 //!   (`publishers.rs`); `procs.rs` starts processes and reads `/proc`; `svg.rs`
 //!   draws the charts.
+//! - `nodes.rs`: `nodes`, fan-out on 1, 2 and 3 herald nodes sharing a Redis
+//!   broker against the in-memory engine, every delivery checked by `order.rs`.
 //! - `report.rs`: machine facts, the date, and replacing a section of
 //!   `docs/benchmarks.md`.
 //!
@@ -23,6 +25,8 @@
 mod history;
 mod load;
 mod loadgen;
+mod nodes;
+mod order;
 mod peers;
 mod procs;
 mod publishers;
@@ -53,6 +57,9 @@ enum Command {
     /// Herald side by side with the Rust baseline, sockudo, Socket.IO 4 and Django Channels,
     /// each as its own process, driven by a WebSocket load generator.
     Suite(suite::Args),
+    /// Fan-out on 1, 2 and 3 herald nodes sharing a Redis broker, against the
+    /// in-memory engine on 1 node, every delivery checked for loss and order.
+    Nodes(nodes::Args),
 }
 
 #[tokio::main]
@@ -61,6 +68,7 @@ async fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::History(args) => history::run(args).await,
         Command::Suite(args) => suite::run(args).await,
+        Command::Nodes(args) => nodes::run(args).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -87,6 +87,41 @@ pub fn spawn_quiet(name: &str, mut cmd: Command, log: &Path) -> Result<Process> 
     })
 }
 
+/// Why `redis-server` cannot run here, if it cannot.
+pub fn redis_missing() -> Option<String> {
+    Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+        .then(|| "redis-server is not installed (on Debian: apt-get install redis-server)".into())
+}
+
+/// Starts a throwaway `redis-server` on a free loopback port, working in
+/// `dir`, with persistence off so nothing outlives the run; returns once it
+/// accepts connections.
+pub async fn start_redis(dir: &Path) -> Result<(Process, u16)> {
+    if let Some(why) = redis_missing() {
+        return Err(why.into());
+    }
+    let port = crate::peers::free_port()?;
+    let mut cmd = Command::new("redis-server");
+    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir);
+    let redis = spawn_quiet("redis", cmd, &dir.join("redis.log"))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            let tail = redis.log_tail();
+            redis.stop().await;
+            return Err(format!("redis-server did not listen on {port}:\n{tail}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok((redis, port))
+}
+
 impl Process {
     /// The last lines of the process's log.
     pub fn log_tail(&self) -> String {
@@ -183,7 +218,20 @@ fn cpu_ticks(path: &str) -> u64 {
 pub struct CpuWindow {
     started: Instant,
     own: u64,
-    server: u64,
+    server: Ticks,
+}
+
+/// CPU ticks of the server processes, and of a helper (Redis) counted apart.
+#[derive(Clone, Copy, Default)]
+pub struct Ticks {
+    pub server: u64,
+    pub helper: u64,
+}
+
+impl From<u64> for Ticks {
+    fn from(server: u64) -> Self {
+        Ticks { server, helper: 0 }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -192,6 +240,8 @@ pub struct CpuUse {
     pub loadgen: f64,
     /// The server processes, in cores.
     pub server: f64,
+    /// The helper counted apart (the Redis of a scale-out run), in cores.
+    pub helper: f64,
 }
 
 impl CpuUse {
@@ -202,20 +252,22 @@ impl CpuUse {
 }
 
 impl CpuWindow {
-    pub fn start(server_ticks: u64) -> Self {
+    pub fn start(server_ticks: impl Into<Ticks>) -> Self {
         Self {
             started: Instant::now(),
             own: cpu_ticks("/proc/self/stat"),
-            server: server_ticks,
+            server: server_ticks.into(),
         }
     }
 
-    pub fn finish(&self, server_ticks: u64) -> CpuUse {
+    pub fn finish(&self, server_ticks: impl Into<Ticks>) -> CpuUse {
         let secs = self.started.elapsed().as_secs_f64().max(1e-3);
         let cores = |ticks: u64| ticks as f64 / TICKS_PER_SEC / secs;
+        let now = server_ticks.into();
         CpuUse {
             loadgen: cores(cpu_ticks("/proc/self/stat").saturating_sub(self.own)),
-            server: cores(server_ticks.saturating_sub(self.server)),
+            server: cores(now.server.saturating_sub(self.server.server)),
+            helper: cores(now.helper.saturating_sub(self.server.helper)),
         }
     }
 }

@@ -5,8 +5,12 @@
 //! - `fixed_rate`: publication i is due at `i / rate` seconds and carries its
 //!   due time, so a publisher falling behind shows up as latency;
 //! - `flat_out`: no subscribers in mind, publications (or batches) back to back.
+//!
+//! Publisher i sends to `endpoints[i % len]`, so with several nodes each
+//! publisher stays on one node; with an [`Order`], it numbers its payloads.
 
 use crate::loadgen::{self, Stats};
+use crate::order::Order;
 use crate::peers::Endpoint;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -34,7 +38,8 @@ pub fn http_client() -> reqwest::Client {
 }
 
 struct Shared {
-    endpoint: Arc<Endpoint>,
+    endpoints: Vec<Arc<Endpoint>>,
+    order: Option<Arc<Order>>,
     http: reqwest::Client,
     stop: Arc<AtomicBool>,
     published: Arc<AtomicU64>,
@@ -43,6 +48,17 @@ struct Shared {
 }
 
 impl Shared {
+    fn endpoint(&self, publisher: usize) -> &Endpoint {
+        &self.endpoints[publisher % self.endpoints.len()]
+    }
+
+    fn payload(&self, publisher: usize, sent_us: u64) -> String {
+        match &self.order {
+            Some(order) => loadgen::tagged_payload(sent_us, &order.tag(publisher)),
+            None => loadgen::payload(sent_us),
+        }
+    }
+
     /// Sends one request; counts `n` publications on a 200.
     async fn send(&self, request: reqwest::RequestBuilder, n: u64) {
         let failure = match request.send().await {
@@ -74,12 +90,14 @@ impl Shared {
 }
 
 fn driver(
-    endpoint: &Arc<Endpoint>,
+    endpoints: &[Arc<Endpoint>],
+    order: Option<Arc<Order>>,
     publishers: usize,
     task: impl Fn(Arc<Shared>, usize) -> JoinHandle<()>,
 ) -> Driver {
     let shared = Arc::new(Shared {
-        endpoint: endpoint.clone(),
+        endpoints: endpoints.to_vec(),
+        order,
         http: http_client(),
         stop: Arc::new(AtomicBool::new(false)),
         published: Arc::new(AtomicU64::new(0)),
@@ -99,9 +117,10 @@ fn driver(
 }
 
 /// Publishes to `room` as fast as the system takes it while fewer than
-/// `window` publications per subscriber (`fanout` subscribers) are undelivered.
+/// `window` publications per subscriber (`fanout` subscribers) are undelivered;
+/// tags payloads for `stats.order`.
 pub fn saturating(
-    endpoint: &Arc<Endpoint>,
+    endpoints: &[Arc<Endpoint>],
     room: &str,
     fanout: u64,
     window: u64,
@@ -110,7 +129,7 @@ pub fn saturating(
 ) -> Driver {
     let sent = Arc::new(AtomicU64::new(0));
     let base = stats.delivered();
-    driver(endpoint, publishers, |shared, _| {
+    driver(endpoints, stats.order.clone(), publishers, |shared, p| {
         let (room, stats, sent) = (room.to_string(), stats.clone(), sent.clone());
         tokio::spawn(async move {
             while !shared.stop.load(Ordering::Relaxed) {
@@ -121,26 +140,28 @@ pub fn saturating(
                     continue;
                 }
                 sent.fetch_add(1, Ordering::Relaxed);
-                let payload = loadgen::payload(loadgen::now_us());
-                let request = shared.endpoint.publish(&shared.http, &room, &payload);
+                let payload = shared.payload(p, loadgen::now_us());
+                let request = shared.endpoint(p).publish(&shared.http, &room, &payload);
                 shared.send(request, 1).await;
             }
         })
     })
 }
 
-/// Publishes `rate` publications per second for `duration`, round-robin over `rooms`.
+/// Publishes `rate` publications per second for `duration`, round-robin over
+/// `rooms`, tagging payloads for `order`.
 pub fn fixed_rate(
-    endpoint: &Arc<Endpoint>,
+    endpoints: &[Arc<Endpoint>],
     rooms: Arc<Vec<String>>,
     rate: f64,
     duration: Duration,
     publishers: usize,
+    order: Option<Arc<Order>>,
 ) -> Driver {
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let total = (rate * duration.as_secs_f64()).ceil().max(1.0) as u64;
-    driver(endpoint, publishers, |shared, _| {
+    driver(endpoints, order, publishers, |shared, p| {
         let (next, rooms) = (next.clone(), rooms.clone());
         tokio::spawn(async move {
             loop {
@@ -150,9 +171,9 @@ pub fn fixed_rate(
                 }
                 let due = started + Duration::from_secs_f64(i as f64 / rate);
                 tokio::time::sleep_until(due.into()).await;
-                let payload = loadgen::payload(loadgen::us_at(due));
+                let payload = shared.payload(p, loadgen::us_at(due));
                 let room = &rooms[i as usize % rooms.len()];
-                let request = shared.endpoint.publish(&shared.http, room, &payload);
+                let request = shared.endpoint(p).publish(&shared.http, room, &payload);
                 shared.send(request, 1).await;
             }
         })
@@ -166,28 +187,34 @@ pub fn flat_out(
     batch: Option<usize>,
     publishers: usize,
 ) -> Driver {
-    driver(endpoint, publishers, |shared, _| {
-        let room = room.to_string();
-        tokio::spawn(async move {
-            while !shared.stop.load(Ordering::Relaxed) {
-                let payload = loadgen::payload(loadgen::now_us());
-                match batch {
-                    Some(n) => {
-                        let items: Vec<(String, String)> =
-                            (0..n).map(|_| (room.clone(), payload.clone())).collect();
-                        let Some(request) = shared.endpoint.batch(&shared.http, &items) else {
-                            return;
-                        };
-                        shared.send(request, n as u64).await;
-                    }
-                    None => {
-                        let request = shared.endpoint.publish(&shared.http, &room, &payload);
-                        shared.send(request, 1).await;
+    driver(
+        std::slice::from_ref(endpoint),
+        None,
+        publishers,
+        |shared, _| {
+            let room = room.to_string();
+            tokio::spawn(async move {
+                while !shared.stop.load(Ordering::Relaxed) {
+                    let payload = loadgen::payload(loadgen::now_us());
+                    match batch {
+                        Some(n) => {
+                            let items: Vec<(String, String)> =
+                                (0..n).map(|_| (room.clone(), payload.clone())).collect();
+                            let Some(request) = shared.endpoint(0).batch(&shared.http, &items)
+                            else {
+                                return;
+                            };
+                            shared.send(request, n as u64).await;
+                        }
+                        None => {
+                            let request = shared.endpoint(0).publish(&shared.http, &room, &payload);
+                            shared.send(request, 1).await;
+                        }
                     }
                 }
-            }
-        })
-    })
+            })
+        },
+    )
 }
 
 impl Driver {

@@ -93,7 +93,7 @@ pub async fn run(args: Args) -> Result<()> {
         scale.name
     );
     if !args.no_build {
-        build(&paths.root)?;
+        build(&paths.root, &["herald-server", "rust-baseline"])?;
     }
     let mut skipped: Vec<(Kind, String)> = Vec::new();
     for &kind in &kinds {
@@ -240,7 +240,7 @@ fn errors<T>(outcomes: &Outcomes<T>) -> Vec<(Kind, &String)> {
         .collect()
 }
 
-fn workspace_paths() -> Paths {
+pub fn workspace_paths() -> Paths {
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     let root = crate_dir
         .ancestors()
@@ -254,20 +254,15 @@ fn workspace_paths() -> Paths {
     Paths { root, target }
 }
 
-/// Builds the release binaries the suite starts, so it never runs stale ones.
-fn build(root: &Path) -> Result<()> {
+/// Builds the release binaries of `packages` that a benchmark starts, so it
+/// never runs stale ones.
+pub fn build(root: &Path, packages: &[&str]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    eprintln!("building: cargo build --release -p herald-server -p rust-baseline");
+    let args: Vec<&str> = packages.iter().flat_map(|p| ["-p", p]).collect();
+    eprintln!("building: cargo build --release {}", args.join(" "));
     let status = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "herald-server",
-            "-p",
-            "rust-baseline",
-        ])
+        .args(["build", "--release", "--quiet"])
+        .args(&args)
         .current_dir(root)
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;

@@ -106,7 +106,10 @@ async fn an_idempotency_key_dedupes_across_nodes() {
     let (_, first) = a.api("publish", keyed.clone()).await;
     let (_, again) = b.api("publish", keyed).await;
     assert_eq!(first["result"]["offset"], json!(1), "{first}");
-    assert_eq!(again["result"], first["result"], "the repeat names the original");
+    assert_eq!(
+        again["result"], first["result"],
+        "the repeat names the original"
+    );
     let (_, history) = b
         .api("history", json!({"channel": "history:idem", "limit": -1}))
         .await;
@@ -133,7 +136,11 @@ async fn apps_with_different_prefixes_share_a_redis_without_meeting() {
     let publication = client.wait_for(|m| m["push"]["pub"].is_object()).await;
     assert_eq!(publication["push"]["pub"]["data"], json!("ours"));
     let (_, info) = ours.api("info", json!({})).await;
-    assert_eq!(info["result"]["nodes"].as_array().unwrap().len(), 1, "{info}");
+    assert_eq!(
+        info["result"]["nodes"].as_array().unwrap().len(),
+        1,
+        "{info}"
+    );
 }
 
 #[tokio::test]
@@ -147,8 +154,13 @@ async fn a_refresh_through_one_node_reaches_a_client_on_another() {
     b.api("refresh", json!({"user": "alice", "expire_at": expire_at}))
         .await;
     let refresh = alice.wait_for(|m| m["push"]["refresh"].is_object()).await;
-    assert_eq!(refresh["push"]["refresh"]["expires"], json!(true), "{refresh}");
-    b.api("refresh", json!({"user": "alice", "expired": true})).await;
+    assert_eq!(
+        refresh["push"]["refresh"]["expires"],
+        json!(true),
+        "{refresh}"
+    );
+    b.api("refresh", json!({"user": "alice", "expired": true}))
+        .await;
     assert_eq!(alice.expect_close().await.0, 3005);
 }
 
@@ -162,9 +174,16 @@ async fn history_keeps_the_namespace_size_in_redis() {
         herald_tests::publish_at(&a, "history:sized", json!(n)).await;
     }
     let (offsets, _) = herald_tests::broker::history(&b, "history:sized").await;
-    assert_eq!(offsets, (3..=12).collect::<Vec<u64>>(), "history_size is 10");
+    assert_eq!(
+        offsets,
+        (3..=12).collect::<Vec<u64>>(),
+        "history_size is 10"
+    );
     let length = redis.command(&["XLEN", "herald{history:sized}:s"]);
-    assert_eq!(length, "10", "Redis keeps no more than the namespace's size");
+    assert_eq!(
+        length, "10",
+        "Redis keeps no more than the namespace's size"
+    );
     let ttl: i64 = redis
         .command(&["PTTL", "herald{history:sized}:s"])
         .parse()

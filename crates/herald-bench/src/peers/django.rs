@@ -8,7 +8,7 @@ use crate::Result;
 use crate::procs::{self, Process};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub fn dir(paths: &Paths) -> PathBuf {
     paths.root.join("bench/peers/django")
@@ -23,28 +23,11 @@ pub fn unavailable(paths: &Paths) -> Option<String> {
             run.display()
         ));
     }
-    let redis = Command::new("redis-server").arg("--version").output();
-    if redis.is_err() {
-        return Some("redis-server is not installed".into());
-    }
-    None
+    procs::redis_missing()
 }
 
 pub async fn start(paths: &Paths, tmp: &Path) -> Result<(Process, Vec<Process>, Endpoint)> {
-    let redis_port = free_port()?;
-    let mut redis = Command::new("redis-server");
-    redis.args(["--port", &redis_port.to_string(), "--bind", "127.0.0.1"]);
-    redis.args(["--save", "", "--appendonly", "no"]);
-    let redis = procs::spawn_quiet("redis", redis, &tmp.join("redis.log"))?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", redis_port)).is_err() {
-        if Instant::now() > deadline {
-            let tail = redis.log_tail();
-            redis.stop().await;
-            return Err(format!("redis-server did not listen on {redis_port}:\n{tail}").into());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (redis, redis_port) = procs::start_redis(tmp).await?;
     let port = free_port()?;
     let mut cmd = Command::new("bash");
     cmd.arg(dir(paths).join("run.sh"))

@@ -20,13 +20,18 @@ pub fn binary(paths: &Paths) -> std::path::PathBuf {
     paths.target.join("release/herald")
 }
 
-fn config() -> String {
+fn config(node: Option<&Node>) -> String {
+    let name = node.map_or_else(String::new, |n| format!("name = \"{}\"\n", n.name));
+    let broker = match node.and_then(|n| n.redis_url.as_ref()) {
+        Some(url) => format!("\n[broker]\nkind = \"redis\"\nredis_url = \"{url}\"\n"),
+        None => String::new(),
+    };
     format!(
         r#"[server]
 listen = "127.0.0.1:0"
 allowed_origins = []
 shutdown_grace = "1s"
-
+{name}
 [auth]
 hmac_secret = "{SECRET}"
 
@@ -42,24 +47,84 @@ durable = false
 [[channel.namespaces]]
 name = "bench"
 allow_subscribe_for_client = true
-"#
+{broker}"#
     )
 }
 
+/// A named node; with a Redis URL, one of several sharing that broker.
+pub struct Node {
+    pub name: String,
+    pub redis_url: Option<String>,
+}
+
 pub async fn start(paths: &Paths, dir: &Path) -> Result<(Process, Vec<Process>, Endpoint)> {
+    let (process, endpoint) = start_node(paths, dir, None).await?;
+    Ok((process, Vec::new(), endpoint))
+}
+
+/// Starts one herald process from a config written into `dir`.
+pub async fn start_node(
+    paths: &Paths,
+    dir: &Path,
+    node: Option<&Node>,
+) -> Result<(Process, Endpoint)> {
     let file = dir.join("herald.toml");
-    std::fs::write(&file, config())?;
+    std::fs::write(&file, config(node))?;
     let mut cmd = Command::new(binary(paths));
     cmd.arg("serve").arg("--config").arg(&file).current_dir(dir);
-    let (process, endpoint) = spawn_endpoint(
+    spawn_endpoint(
         Kind::Herald,
         cmd,
         dir,
         Duration::from_secs(20),
         API_KEY.into(),
     )
-    .await?;
-    Ok((process, Vec::new(), endpoint))
+    .await
+}
+
+/// Waits until every node answers `/health` with 200 and its `info` lists
+/// all of `names` (nodes announce themselves on each broker heartbeat).
+pub async fn await_nodes(endpoints: &[std::sync::Arc<Endpoint>], names: &[String]) -> Result<()> {
+    let http = crate::publishers::http_client();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    for endpoint in endpoints {
+        let base = format!("http://{}", endpoint.addr);
+        loop {
+            let last = match node_view(&http, &base).await {
+                Ok(seen) if names.iter().all(|n| seen.contains(n)) => break,
+                Ok(seen) => format!("info lists {seen:?}"),
+                Err(e) => e.to_string(),
+            };
+            if std::time::Instant::now() > deadline {
+                return Err(format!("{base} not ready with nodes {names:?}: {last}").into());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(())
+}
+
+/// The node names `info` lists, once `/health` is 200.
+async fn node_view(http: &reqwest::Client, base: &str) -> Result<Vec<String>> {
+    let health = http.get(format!("{base}/health")).send().await?;
+    if !health.status().is_success() {
+        return Err(format!("/health: {}", health.status()).into());
+    }
+    let info: Value = http
+        .post(format!("{base}/api/info"))
+        .header("X-API-Key", API_KEY)
+        .body("{}")
+        .send()
+        .await?
+        .json()
+        .await?;
+    let nodes = info["result"]["nodes"]
+        .as_array()
+        .ok_or_else(|| format!("info answered {info}"))?;
+    Ok(nodes
+        .iter()
+        .filter_map(|n| n["name"].as_str().map(String::from))
+        .collect())
 }
 
 /// `herald version` of the binary the suite runs.

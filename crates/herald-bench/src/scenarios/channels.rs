@@ -52,7 +52,7 @@ async fn measure(peer: &Peer, ctx: &Ctx<'_>) -> Result<Channels> {
     let ctx_scale = ctx.scale;
     loadgen::connect(
         &mut pool,
-        &peer.endpoint,
+        std::slice::from_ref(&peer.endpoint),
         0,
         n,
         ctx_scale.concurrency,
@@ -75,11 +75,12 @@ async fn measure(peer: &Peer, ctx: &Ctx<'_>) -> Result<Channels> {
     let started = Instant::now();
     let span = ctx_scale.measure;
     let driver = publishers::fixed_rate(
-        &peer.endpoint,
+        std::slice::from_ref(&peer.endpoint),
         personal,
         target_rate,
         span,
         ctx_scale.publishers,
+        None,
     );
     watch(&format!("{} many channels", kind.id()), &stats, span).await;
     while !driver.finished() {

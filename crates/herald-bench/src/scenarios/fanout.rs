@@ -5,8 +5,9 @@
 use super::{Ctx, drain, loadgen_cpu, missing_row, ms, rate, ratio, server_cpu, watch};
 use crate::Result;
 use crate::loadgen::{self, Pool, Stats};
-use crate::peers::{Kind, Peer};
-use crate::procs::{CpuUse, CpuWindow};
+use crate::order::Order;
+use crate::peers::{Endpoint, Kind, Peer};
+use crate::procs::{CpuUse, CpuWindow, Ticks};
 use crate::publishers;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -42,27 +43,56 @@ pub async fn run(kind: Kind, ctx: &Ctx<'_>) -> Result<Fanout> {
     peer.finish(outcome).await
 }
 
+/// What fan-out drives: one system's process, or several herald nodes.
+pub trait Target {
+    fn label(&self) -> String;
+    /// Subscriber i connects to `endpoints[i % len]`, publisher i publishes to it.
+    fn endpoints(&self) -> &[Arc<Endpoint>];
+    fn ticks(&self) -> Ticks;
+}
+
+impl Target for Peer {
+    fn label(&self) -> String {
+        self.endpoint.kind.id().into()
+    }
+
+    fn endpoints(&self) -> &[Arc<Endpoint>] {
+        std::slice::from_ref(&self.endpoint)
+    }
+
+    fn ticks(&self) -> Ticks {
+        self.cpu_ticks().into()
+    }
+}
+
 /// What the maximum run measured.
-struct Max {
-    rate: f64,
-    backlog: f64,
-    cpu: CpuUse,
-    errors: u64,
+pub struct Max {
+    pub rate: f64,
+    pub backlog: f64,
+    pub cpu: CpuUse,
+    pub errors: u64,
+    pub first_error: Option<String>,
     /// Whether the backlog was delivered (or stopped arriving) in time.
-    drained: bool,
+    pub drained: bool,
+}
+
+/// What the run at a fixed share of the maximum measured.
+pub struct Half {
+    pub publish_rate: f64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub expected: u64,
+    pub delivered: u64,
+    pub cpu: CpuUse,
+    pub errors: u64,
+    pub first_error: Option<String>,
 }
 
 async fn measure(peer: &mut Peer, ctx: &Ctx<'_>) -> Result<Fanout> {
     let kind = peer.endpoint.kind;
-    let (mut pool, mut stats) = subscribe(peer, ctx).await?;
+    let (mut pool, mut stats) = subscribe(peer, ctx, None).await?;
     let (subscribers, failed) = (pool.len(), pool.failed);
     let max = maximum(peer, &stats, subscribers as u64, ctx).await?;
-    eprintln!(
-        "  {} fan-out max: {} deliveries/s to {subscribers} subscribers (backlog {:.0}% of the window)",
-        kind.id(),
-        rate(max.rate),
-        max.backlog * 100.0
-    );
     let mut closed = stats.closed.load(Ordering::Relaxed);
     if !max.drained {
         eprintln!(
@@ -72,40 +102,10 @@ async fn measure(peer: &mut Peer, ctx: &Ctx<'_>) -> Result<Fanout> {
         drop(pool);
         let fresh = Peer::start(kind, ctx.paths).await?;
         std::mem::replace(peer, fresh).stop().await;
-        (pool, stats) = subscribe(peer, ctx).await?;
+        (pool, stats) = subscribe(peer, ctx, None).await?;
     }
-    let fanout = pool.len() as u64;
-
-    // Latency at half the maximum.
-    let half_publish_rate = 0.5 * max.rate / subscribers as f64;
-    stats.reset_latency();
-    let d0 = stats.delivered();
-    let cpu = CpuWindow::start(peer.cpu_ticks());
-    let rooms = Arc::new(vec![ROOM.to_string()]);
-    let span = ctx.scale.measure;
-    let driver = publishers::fixed_rate(
-        &peer.endpoint,
-        rooms,
-        half_publish_rate,
-        span,
-        ctx.scale.publishers,
-    );
-    watch(&format!("{} fan-out at 50%", kind.id()), &stats, span).await;
-    while !driver.finished() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let published = driver.published();
-    let half_cpu = cpu.finish(peer.cpu_ticks());
-    driver.stop().await;
-    let half_expected = published * fanout;
-    drain(
-        &stats,
-        Some(d0 + half_expected),
-        Duration::from_secs(2),
-        Duration::from_secs(30),
-    )
-    .await;
-    let latency = stats.latency();
+    let rate = 0.5 * max.rate / subscribers as f64;
+    let half = at_rate(peer, &stats, pool.len() as u64, rate, ctx).await;
     closed += stats.closed.load(Ordering::Relaxed);
     Ok(Fanout {
         subscribers,
@@ -114,30 +114,86 @@ async fn measure(peer: &mut Peer, ctx: &Ctx<'_>) -> Result<Fanout> {
         backlog: max.backlog,
         max_cpu: max.cpu,
         publish_errors: max.errors,
-        half_publish_rate,
-        p50_us: latency.value_at_quantile(0.50),
-        p99_us: latency.value_at_quantile(0.99),
-        half_expected,
-        half_delivered: stats.delivered() - d0,
-        half_cpu,
+        half_publish_rate: half.publish_rate,
+        p50_us: half.p50_us,
+        p99_us: half.p99_us,
+        half_expected: half.expected,
+        half_delivered: half.delivered,
+        half_cpu: half.cpu,
         closed,
     })
 }
 
-/// The scale's subscribers, all in the one room.
-async fn subscribe(peer: &Peer, ctx: &Ctx<'_>) -> Result<(Pool, Arc<Stats>)> {
-    let kind = peer.endpoint.kind;
+/// `publish_rate` publications/s for the scale's measuring span, then the
+/// wait for their deliveries: the latency run.
+pub async fn at_rate(
+    target: &dyn Target,
+    stats: &Arc<Stats>,
+    fanout: u64,
+    publish_rate: f64,
+    ctx: &Ctx<'_>,
+) -> Half {
+    stats.reset_latency();
+    let d0 = stats.delivered();
+    let cpu = CpuWindow::start(target.ticks());
+    let rooms = Arc::new(vec![ROOM.to_string()]);
+    let span = ctx.scale.measure;
+    let driver = publishers::fixed_rate(
+        target.endpoints(),
+        rooms,
+        publish_rate,
+        span,
+        ctx.scale.publishers,
+        stats.order.clone(),
+    );
+    watch(&format!("{} fan-out at 50%", target.label()), stats, span).await;
+    while !driver.finished() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let published = driver.published();
+    let errors = driver.errors();
+    let cpu = cpu.finish(target.ticks());
+    let first_error = driver.stop().await;
+    let expected = published * fanout;
+    drain(
+        stats,
+        Some(d0 + expected),
+        Duration::from_secs(2),
+        Duration::from_secs(30),
+    )
+    .await;
+    let latency = stats.latency();
+    Half {
+        publish_rate,
+        p50_us: latency.value_at_quantile(0.50),
+        p99_us: latency.value_at_quantile(0.99),
+        expected,
+        delivered: stats.delivered() - d0,
+        cpu,
+        errors,
+        first_error,
+    }
+}
+
+/// The scale's subscribers, all in the one room, round-robin over the
+/// target's endpoints; with `order`, each checks what it receives.
+pub async fn subscribe(
+    target: &dyn Target,
+    ctx: &Ctx<'_>,
+    order: Option<Arc<Order>>,
+) -> Result<(Pool, Arc<Stats>)> {
+    let endpoints = target.endpoints();
     let n = ctx.scale.fanout_subscribers;
-    let stats = Stats::new();
+    let stats = Stats::with_order(order);
     let mut pool = Pool::default();
     let rooms: Arc<dyn Fn(usize) -> Vec<String> + Send + Sync> =
         Arc::new(|_| vec![ROOM.to_string()]);
-    let label = format!("{} fan-out connect", kind.id());
-    let tokens = super::tokens(kind, n)?;
+    let label = format!("{} fan-out connect", target.label());
+    let tokens = super::tokens(endpoints[0].kind, n)?;
     let concurrency = ctx.scale.concurrency;
     loadgen::connect(
         &mut pool,
-        &peer.endpoint,
+        endpoints,
         0,
         n,
         concurrency,
@@ -155,23 +211,28 @@ async fn subscribe(peer: &Peer, ctx: &Ctx<'_>) -> Result<(Pool, Arc<Stats>)> {
 }
 
 /// Publishers keep up to `window` publications per subscriber undelivered.
-async fn maximum(peer: &Peer, stats: &Arc<Stats>, fanout: u64, ctx: &Ctx<'_>) -> Result<Max> {
+pub async fn maximum(
+    target: &dyn Target,
+    stats: &Arc<Stats>,
+    fanout: u64,
+    ctx: &Ctx<'_>,
+) -> Result<Max> {
     let scale = ctx.scale;
-    let kind = peer.endpoint.kind;
+    let label = target.label();
     let window = scale.window;
     let before = stats.delivered();
     let driver = publishers::saturating(
-        &peer.endpoint,
+        target.endpoints(),
         ROOM,
         fanout,
         window,
         stats,
         scale.fanout_publishers,
     );
-    watch(&format!("{} warm-up", kind.id()), stats, scale.warmup).await;
+    watch(&format!("{label} warm-up"), stats, scale.warmup).await;
     let (d0, cpu, p0) = (
         stats.delivered(),
-        CpuWindow::start(peer.cpu_ticks()),
+        CpuWindow::start(target.ticks()),
         driver.published(),
     );
     let started = Instant::now();
@@ -184,12 +245,12 @@ async fn maximum(peer: &Peer, stats: &Arc<Stats>, fanout: u64, ctx: &Ctx<'_>) ->
         samples += 1;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let (d1, cpu) = (stats.delivered(), cpu.finish(peer.cpu_ticks()));
+    let (d1, cpu) = (stats.delivered(), cpu.finish(target.ticks()));
     let errors = driver.errors();
     let published = driver.published.clone();
     let first_error = driver.stop().await;
-    let rate = (d1 - d0) as f64 / elapsed;
-    if rate <= 0.0 {
+    let per_s = (d1 - d0) as f64 / elapsed;
+    if per_s <= 0.0 {
         return Err(
             format!("nothing delivered at the maximum; publish errors: {first_error:?}").into(),
         );
@@ -203,11 +264,18 @@ async fn maximum(peer: &Peer, stats: &Arc<Stats>, fanout: u64, ctx: &Ctx<'_>) ->
         Duration::from_secs(15),
     )
     .await;
+    let backlog = backlog_sum / f64::from(samples.max(1));
+    eprintln!(
+        "  {label} fan-out max: {} deliveries/s to {fanout} subscribers (backlog {:.0}% of the window)",
+        rate(per_s),
+        backlog * 100.0
+    );
     Ok(Max {
-        rate,
-        backlog: backlog_sum / f64::from(samples.max(1)),
+        rate: per_s,
+        backlog,
         cpu,
         errors,
+        first_error,
         drained: stats.delivered() >= expected,
     })
 }

@@ -65,7 +65,7 @@ async fn measure(peer: &Peer, ctx: &Ctx<'_>) -> Result<Idle> {
         let cpu = CpuWindow::start(peer.cpu_ticks());
         let took = loadgen::connect(
             &mut pool,
-            &peer.endpoint,
+            std::slice::from_ref(&peer.endpoint),
             attempted,
             count,
             scale.concurrency,
@@ -105,7 +105,7 @@ async fn measure(peer: &Peer, ctx: &Ctx<'_>) -> Result<Idle> {
         connect_time: time,
         cpu: CpuUse {
             loadgen: cpu_secs / time.as_secs_f64().max(1e-6),
-            server: 0.0,
+            ..CpuUse::default()
         },
     })
 }
