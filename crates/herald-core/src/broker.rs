@@ -43,8 +43,14 @@ pub trait Broker: Send + Sync + 'static {
     /// Empties a channel's history under a new epoch.
     fn remove_history<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<(), ErrorCode>>;
 
-    /// Sends a join or leave push to the channel's subscribers on every node.
-    fn join_leave(&self, channel: &str, message: Bytes);
+    /// A local subscriber joined: records its presence entry (when given),
+    /// then sends the join push (when given) to every node, in that order, so
+    /// whoever sees the join also finds the entry.
+    fn joined(&self, channel: &str, presence: Option<&ClientInfo>, join: Option<Bytes>);
+
+    /// A local subscriber left: removes its presence entry (when it had one),
+    /// then sends the leave push (when given).
+    fn left(&self, channel: &str, client: &str, presence: bool, leave: Option<Bytes>);
 
     /// One more local reason to receive the channel (a subscriber, a pending
     /// read); the first starts the broker subscription.
@@ -59,12 +65,6 @@ pub trait Broker: Send + Sync + 'static {
     /// Resolves once the (watched) channel is ready, or fails with a temporary
     /// error when the broker cannot be reached in time.
     fn until_ready<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<(), ErrorCode>>;
-
-    /// Adds or refreshes a presence entry (the broker also refreshes entries
-    /// of live local subscribers on its own).
-    fn presence_join(&self, channel: &str, info: &ClientInfo);
-
-    fn presence_leave(&self, channel: &str, client: &str);
 
     /// Every node's presence entries in the channel.
     fn presence<'a>(

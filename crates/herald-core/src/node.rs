@@ -276,32 +276,50 @@ impl Node {
         self.broker.as_ref().is_none_or(|b| b.is_ready(channel))
     }
 
-    /// A local subscriber joined: the broker watches the channel for it, and
-    /// carries its presence entry to the other nodes.
-    pub fn track_subscriber(&self, channel: &str, presence: Option<&ClientInfo>) {
+    /// A local subscriber is about to register: the broker watches the
+    /// channel for it.
+    pub fn track_subscriber(&self, channel: &str) {
         if let Some(broker) = &self.broker {
             broker.watch(channel);
-            if let Some(info) = presence {
-                broker.presence_join(channel, info);
-            }
         }
     }
 
-    pub fn untrack_subscriber(&self, channel: &str, client: &str, had_presence: bool) {
-        if let Some(broker) = &self.broker {
-            if had_presence {
-                broker.presence_leave(channel, client);
-            }
-            broker.unwatch(channel);
-        }
-    }
-
-    /// Sends a join or leave push to the channel's listeners on every node.
-    pub fn broadcast_join_leave(&self, channel: &str, message: Bytes) {
+    /// A local subscriber joined: its presence entry and join push (when the
+    /// namespace has them) go to every node.
+    pub fn subscriber_joined(
+        &self,
+        channel: &str,
+        presence: Option<&ClientInfo>,
+        join: Option<Bytes>,
+    ) {
         match &self.broker {
-            Some(broker) => broker.join_leave(channel, message),
+            Some(broker) => broker.joined(channel, presence, join),
             None => {
-                self.hub.broadcast(channel, &message, Audience::JoinLeave);
+                if let Some(join) = join {
+                    self.hub.broadcast(channel, &join, Audience::JoinLeave);
+                }
+            }
+        }
+    }
+
+    /// A local subscriber left: the reverse of `track_subscriber` and
+    /// `subscriber_joined`.
+    pub fn subscriber_left(
+        &self,
+        channel: &str,
+        client: &str,
+        had_presence: bool,
+        leave: Option<Bytes>,
+    ) {
+        match &self.broker {
+            Some(broker) => {
+                broker.left(channel, client, had_presence, leave);
+                broker.unwatch(channel);
+            }
+            None => {
+                if let Some(leave) = leave {
+                    self.hub.broadcast(channel, &leave, Audience::JoinLeave);
+                }
             }
         }
     }

@@ -436,23 +436,20 @@ impl Session {
             return false;
         };
         let presence = self.node.hub.unsubscribe(channel, &c.handle.id);
-        self.node
-            .untrack_subscriber(channel, &c.handle.id, presence.is_some());
         if let Some(unsubscribe) = notify {
             let _ = c
                 .handle
                 .outbox
                 .push(push::unsubscribe(channel, &unsubscribe));
         }
-        if self
+        let join_leave = self
             .node
             .namespaces
             .options(channel)
-            .is_ok_and(|o| o.join_leave)
-        {
-            let leave = push::leave(channel, &subscription.info);
-            self.node.broadcast_join_leave(channel, leave);
-        }
+            .is_ok_and(|o| o.join_leave);
+        let leave = join_leave.then(|| push::leave(channel, &subscription.info));
+        self.node
+            .subscriber_left(channel, &c.handle.id, presence.is_some(), leave);
         true
     }
 

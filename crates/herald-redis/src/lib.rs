@@ -282,21 +282,18 @@ impl Broker for RedisBroker {
         })
     }
 
-    fn join_leave(&self, channel: &str, message: bytes::Bytes) {
-        let Ok(mut conn) = self.conn() else {
-            return;
-        };
-        let name = self.shared.keys.pubsub(channel);
-        tokio::spawn(async move {
-            let publish = redis::cmd(conn.publish_command())
-                .arg(name)
-                .arg(wire::join_leave(&message))
-                .exec_async(&mut conn)
-                .await;
-            if let Err(error) = publish {
-                unavailable("join_leave", error);
-            }
-        });
+    fn joined(&self, channel: &str, presence: Option<&ClientInfo>, join: Option<bytes::Bytes>) {
+        if let Ok(conn) = self.conn() {
+            let change = nodes::PresenceChange::Joined(presence.cloned());
+            nodes::spawn_membership(&self.shared, conn, channel, change, join);
+        }
+    }
+
+    fn left(&self, channel: &str, client: &str, presence: bool, leave: Option<bytes::Bytes>) {
+        if let Ok(conn) = self.conn() {
+            let change = nodes::PresenceChange::Left(presence.then(|| client.to_string()));
+            nodes::spawn_membership(&self.shared, conn, channel, change, leave);
+        }
     }
 
     fn watch(&self, channel: &str) {
@@ -354,18 +351,6 @@ impl Broker for RedisBroker {
                 )),
             }
         })
-    }
-
-    fn presence_join(&self, channel: &str, info: &ClientInfo) {
-        if let Ok(conn) = self.conn() {
-            nodes::spawn_presence_join(&self.shared, conn, channel, info);
-        }
-    }
-
-    fn presence_leave(&self, channel: &str, client: &str) {
-        if let Ok(conn) = self.conn() {
-            nodes::spawn_presence_leave(&self.shared, conn, channel, client);
-        }
     }
 
     fn presence<'a>(

@@ -164,35 +164,54 @@ async fn presence_add(shared: &Shared, conn: &mut Conn, channel: &str, info: &Cl
     }
 }
 
-pub(crate) fn spawn_presence_join(
-    shared: &Arc<Shared>,
-    mut conn: Conn,
-    channel: &str,
-    info: &ClientInfo,
-) {
-    let shared = shared.clone();
-    let channel = channel.to_string();
-    let info = info.clone();
-    tokio::spawn(async move { presence_add(&shared, &mut conn, &channel, &info).await });
+/// A subscriber's presence entry to add (its info) or remove (its client id).
+pub(crate) enum PresenceChange {
+    Joined(Option<ClientInfo>),
+    Left(Option<String>),
 }
 
-pub(crate) fn spawn_presence_leave(
+/// Writes a subscriber's presence change, then publishes its join or leave
+/// push: whoever receives the push finds presence already up to date.
+pub(crate) fn spawn_membership(
     shared: &Arc<Shared>,
     mut conn: Conn,
     channel: &str,
-    client: &str,
+    change: PresenceChange,
+    push: Option<bytes::Bytes>,
 ) {
     let shared = shared.clone();
     let channel = channel.to_string();
-    let client = client.to_string();
     tokio::spawn(async move {
-        let keys = &shared.keys;
-        let mut invocation = shared.scripts.presence_remove.key(keys.presence(&channel));
-        invocation.key(keys.presence_expiry(&channel)).arg(client);
-        if let Err(error) = invocation.invoke_async::<i64>(&mut conn).await {
-            unavailable("presence", error);
+        match change {
+            PresenceChange::Joined(Some(info)) => {
+                presence_add(&shared, &mut conn, &channel, &info).await;
+            }
+            PresenceChange::Left(Some(client)) => {
+                presence_remove(&shared, &mut conn, &channel, &client).await;
+            }
+            PresenceChange::Joined(None) | PresenceChange::Left(None) => {}
+        }
+        let Some(push) = push else {
+            return;
+        };
+        let published = redis::cmd(conn.publish_command())
+            .arg(shared.keys.pubsub(&channel))
+            .arg(crate::wire::join_leave(&push))
+            .exec_async(&mut conn)
+            .await;
+        if let Err(error) = published {
+            unavailable("join_leave", error);
         }
     });
+}
+
+async fn presence_remove(shared: &Shared, conn: &mut Conn, channel: &str, client: &str) {
+    let keys = &shared.keys;
+    let mut invocation = shared.scripts.presence_remove.key(keys.presence(channel));
+    invocation.key(keys.presence_expiry(channel)).arg(client);
+    if let Err(error) = invocation.invoke_async::<i64>(conn).await {
+        unavailable("presence", error);
+    }
 }
 
 /// Re-adds every local presence entry with a fresh expiry.

@@ -2,7 +2,7 @@
 //! with deadlines, a publisher that keeps publishing, and the scenarios every
 //! topology runs (delivery and history across nodes, recovery on another node).
 
-use crate::redis::{RedisCluster, RedisSentinel};
+use crate::redis::{RedisCluster, RedisSentinel, RedisServer};
 use crate::{API_KEY, Client, Event, TestServer, offsets, publish_at, test_config};
 use herald_server::Config;
 use serde_json::{Value, json};
@@ -260,4 +260,72 @@ pub async fn a_client_recovers_on_another_node(a: &TestServer, b: &TestServer, c
         .map(|p| &p["data"])
         .collect();
     assert_eq!(data, [&json!(2), &json!(3)]);
+}
+
+fn failover_config(redis: &str) -> herald_server::Config {
+    let mut config = standalone_config(redis);
+    config.broker.timeout = "1s".into();
+    config
+}
+
+pub async fn health(server: &TestServer) -> (u16, Value) {
+    let answer = reqwest::get(server.http_url("/health")).await.unwrap();
+    let status = answer.status().as_u16();
+    (status, answer.json().await.unwrap_or_default())
+}
+
+/// A positioned, recoverable subscriber to `channel` on `a`, and a publisher
+/// through `b` that has had 20 publications acknowledged already.
+pub async fn subscribed_under_a_stream(
+    a: &TestServer,
+    b: &TestServer,
+    channel: &str,
+) -> (Client, Publisher) {
+    let (mut client, _) = a.connect("alice").await;
+    let subscribe =
+        json!({"subscribe": {"channel": channel, "positioned": true, "recoverable": true}});
+    let reply = client.call(subscribe).await;
+    assert!(reply["subscribe"].is_object(), "{reply}");
+    let publisher = Publisher::start(b.http_url(""), channel);
+    publisher.wait_for_more_acks("publishes before", 20).await;
+    (client, publisher)
+}
+
+/// Restarts Redis in the middle of a publish stream; returns the publisher's
+/// outcomes, the subscriber (on the other node) with what it was sent still
+/// unread, and the two nodes.
+pub async fn restart_mid_stream(redis: &mut RedisServer) -> (Outcomes, Client, [TestServer; 2]) {
+    let (a, b) = two_nodes(&failover_config(&redis.url())).await;
+    let (client, publisher) = subscribed_under_a_stream(&a, &b, "history:stream").await;
+
+    redis.kill();
+    let down = wait_until("/health to report the broker down", DEADLINE, async || {
+        let (status, body) = health(&a).await;
+        (status == 503).then_some(body)
+    })
+    .await;
+    assert!(
+        down["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{down}"
+    );
+    let metrics = a.metrics().await;
+    assert!(
+        metrics.contains("herald_broker_up 0"),
+        "the metric shows it"
+    );
+    let failing = "a publish to fail with a temporary error";
+    wait_until(failing, DEADLINE, async || publisher.last_error()).await;
+
+    redis.restart();
+    for node in [&a, &b] {
+        wait_until("/health to recover", DEADLINE, async || {
+            (health(node).await.0 == 200).then_some(())
+        })
+        .await;
+    }
+    publisher
+        .wait_for_more_acks("publishes after the restart", 20)
+        .await;
+    let outcomes = publisher.stop().await;
+    (outcomes, client, [a, b])
 }

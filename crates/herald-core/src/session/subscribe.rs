@@ -145,29 +145,31 @@ impl Session {
         let c = self.connected();
         let mut info = c.info.clone();
         info.chan_info = chan_info;
-        let presence = presence.then(|| info.clone());
-        node.track_subscriber(channel, presence.as_ref());
-        node.hub
-            .subscribe(channel, c.handle.clone(), subscriber, presence);
+        node.track_subscriber(channel);
+        node.hub.subscribe(
+            channel,
+            c.handle.clone(),
+            subscriber,
+            presence.then(|| info.clone()),
+        );
         c.subscriptions
             .insert(channel.to_string(), Subscription { info, expire_at });
     }
 
-    /// Tells the channel's join/leave listeners that this client joined.
+    /// Enters the client's presence and tells the channel's join/leave
+    /// listeners that it joined; follows every `add_subscription`, after the
+    /// reply, so the joiner sees its reply before its own join.
     pub(super) fn announce_join(&mut self, channel: &str) {
-        if !self
-            .node
-            .namespaces
-            .options(channel)
-            .is_ok_and(|o| o.join_leave)
-        {
+        let Ok(options) = self.node.namespaces.options(channel) else {
             return;
-        }
+        };
+        let (presence, join_leave) = (options.presence, options.join_leave);
+        let node = self.node.clone();
         let Some(subscription) = self.connected().subscriptions.get(channel) else {
             return;
         };
-        let join = push::join(channel, &subscription.info);
-        self.node.broadcast_join_leave(channel, join);
+        let join = join_leave.then(|| push::join(channel, &subscription.info));
+        node.subscriber_joined(channel, presence.then_some(&subscription.info), join);
     }
 
     /// A subscription made by the server API on a live connection.
