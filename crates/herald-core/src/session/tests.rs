@@ -9,6 +9,11 @@ use serde_json::{Value, json};
 const SECRET: &str = "s";
 
 fn node(limits: ClientLimits) -> Arc<Node> {
+    let (config, verifier) = node_parts(limits);
+    Arc::new(Node::new(config, verifier))
+}
+
+fn node_parts(limits: ClientLimits) -> (NodeConfig, TokenVerifier) {
     let namespaces = Namespaces {
         without_namespace: ChannelOptions {
             presence: true,
@@ -24,14 +29,12 @@ fn node(limits: ClientLimits) -> Arc<Node> {
         ..Default::default()
     })
     .unwrap();
-    Arc::new(Node::new(
-        NodeConfig {
-            name: "test".into(),
-            namespaces,
-            limits,
-        },
-        verifier,
-    ))
+    let config = NodeConfig {
+        name: "test".into(),
+        namespaces,
+        limits,
+    };
+    (config, verifier)
 }
 
 fn session(node: &Arc<Node>) -> (Session, Arc<Outbox>) {
@@ -151,4 +154,153 @@ async fn close_leaves_channels_and_unregisters() {
     assert_eq!(node.hub.num_clients(), 1);
     let leave = written(&watcher_outbox).await;
     assert_eq!(leave[0]["push"]["leave"]["info"]["user"], json!("l"));
+}
+
+/// A broker whose channels become ready when the test says so.
+#[derive(Default)]
+struct GatedBroker {
+    ready: std::sync::Mutex<std::collections::HashSet<String>>,
+    watches: std::sync::Mutex<HashMap<String, usize>>,
+}
+
+impl GatedBroker {
+    fn open(&self, channel: &str) {
+        self.ready.lock().unwrap().insert(channel.to_string());
+    }
+
+    fn watches(&self, channel: &str) -> usize {
+        self.watches
+            .lock()
+            .unwrap()
+            .get(channel)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+impl crate::broker::Broker for GatedBroker {
+    fn publish<'a>(
+        &'a self,
+        _: crate::broker::BrokerPublish<'a>,
+    ) -> crate::durable::BoxFuture<'a, Result<Option<crate::history::Position>, ErrorCode>> {
+        Box::pin(async { Ok(None) })
+    }
+    fn remove_history<'a>(
+        &'a self,
+        _: &'a str,
+    ) -> crate::durable::BoxFuture<'a, Result<(), ErrorCode>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn joined(&self, _: &str, _: Option<&ClientInfo>, _: Option<Bytes>) {}
+    fn left(&self, _: &str, _: &str, _: bool, _: Option<Bytes>) {}
+    fn watch(&self, channel: &str) {
+        *self
+            .watches
+            .lock()
+            .unwrap()
+            .entry(channel.into())
+            .or_default() += 1;
+    }
+    fn unwatch(&self, channel: &str) {
+        *self
+            .watches
+            .lock()
+            .unwrap()
+            .entry(channel.into())
+            .or_default() -= 1;
+    }
+    fn is_ready(&self, channel: &str) -> bool {
+        self.ready.lock().unwrap().contains(channel)
+    }
+    fn until_ready<'a>(
+        &'a self,
+        _: &'a str,
+    ) -> crate::durable::BoxFuture<'a, Result<(), ErrorCode>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn presence<'a>(
+        &'a self,
+        _: &'a str,
+    ) -> crate::durable::BoxFuture<'a, Result<Vec<ClientInfo>, ErrorCode>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    fn command_nodes(&self, _: &crate::broker::NodeCommand) {}
+    fn nodes(
+        &self,
+    ) -> crate::durable::BoxFuture<'_, Result<Vec<crate::node::NodeInfo>, ErrorCode>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+fn brokered() -> (Arc<Node>, Arc<GatedBroker>) {
+    let broker = Arc::new(GatedBroker::default());
+    let (config, verifier) = node_parts(ClientLimits::default());
+    let node = Node::with_broker(config, verifier, broker.clone());
+    (Arc::new(node), broker)
+}
+
+#[tokio::test]
+async fn a_subscribe_waits_for_its_channel_without_effect_then_runs_in_order() {
+    let (node, broker) = brokered();
+    let (mut session, outbox) = session(&node);
+    let connect = json!({"id": 1, "connect": {"token": token("42")}}).to_string();
+    assert_eq!(session.handle_frame(connect.as_bytes()), Ok(Step::Done));
+    written(&outbox).await;
+    let frame = format!(
+        "{}\n{}",
+        json!({"id": 2, "subscribe": {"channel": "news"}}),
+        json!({"id": 3, "ping": {}})
+    );
+    let step = session.handle_frame(frame.as_bytes());
+    assert_eq!(step, Ok(Step::Await(vec!["news".to_string()])));
+    assert_eq!(
+        node.hub.num_subscriptions(),
+        0,
+        "no effect before the channel is ready"
+    );
+    broker.open("news");
+    assert_eq!(session.resume(frame.as_bytes(), true), Ok(Step::Done));
+    let replies = written(&outbox).await;
+    let ids: Vec<&Value> = replies.iter().map(|r| &r["id"]).collect();
+    assert_eq!(
+        ids,
+        [&json!(2), &json!(3)],
+        "the ping waited behind the subscribe"
+    );
+    assert_eq!(node.hub.num_subscriptions(), 1);
+    assert_eq!(
+        broker.watches("news"),
+        1,
+        "the subscription watches its channel"
+    );
+    session.close();
+    assert_eq!(
+        broker.watches("news"),
+        0,
+        "and stops watching when it leaves"
+    );
+}
+
+#[tokio::test]
+async fn a_subscribe_whose_channel_cannot_be_made_ready_answers_a_temporary_error() {
+    let (node, _broker) = brokered();
+    let (mut session, outbox) = session(&node);
+    let frame = format!(
+        "{}\n{}",
+        json!({"id": 1, "connect": {"token": token("42")}}),
+        json!({"id": 2, "subscribe": {"channel": "news"}})
+    );
+    assert_eq!(
+        session.handle_frame(frame.as_bytes()),
+        Ok(Step::Await(vec!["news".to_string()]))
+    );
+    assert_eq!(session.resume(frame.as_bytes(), false), Ok(Step::Done));
+    let replies = written(&outbox).await;
+    let error = replies.iter().find(|r| r["id"] == json!(2)).unwrap();
+    assert_eq!(error["error"]["code"], json!(100));
+    assert_eq!(error["error"]["temporary"], json!(true));
+    assert_eq!(node.hub.num_subscriptions(), 0);
 }
