@@ -176,8 +176,15 @@ impl Session {
         let decoder = FrameDecoder::new(frame).map_err(|e| self.bad_request(&e.to_string()))?;
         for (index, command) in decoder.enumerate().skip(start) {
             let command = command.map_err(|e| self.bad_request(&e.to_string()))?;
-            self.dispatch(command)?;
-            if let Some(step) = self.await_step(Resume::Frame(index)) {
+            let method = command.method();
+            let dispatched = self.dispatch(command);
+            let waiting = self.await_step(Resume::Frame(index));
+            // A command that waits runs again on resume: count it then.
+            if waiting.is_none() {
+                ::metrics::counter!(metrics::COMMANDS, "method" => method.as_str()).increment(1);
+            }
+            dispatched?;
+            if let Some(step) = waiting {
                 return Ok(step);
             }
             // Only the command that waited gets the failed wait's answer.
@@ -235,7 +242,6 @@ impl Session {
 
     fn dispatch(&mut self, command: Command<'_>) -> Result<(), Disconnect> {
         let method = command.method();
-        ::metrics::counter!(metrics::COMMANDS, "method" => method.as_str()).increment(1);
         let id = command.id;
         if id == 0 && !matches!(method, Method::Pong | Method::Send) {
             return Err(self.bad_request("command without id"));
