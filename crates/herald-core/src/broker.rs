@@ -17,6 +17,7 @@ use crate::engine::Draft;
 use crate::history::{Position, Retention};
 use crate::hub::{Control, Hub};
 use crate::node::NodeInfo;
+use crate::status::UserStatus;
 use bytes::Bytes;
 use herald_protocol::push::{self, ClientInfo};
 use herald_protocol::{Disconnect, ErrorCode};
@@ -71,6 +72,20 @@ pub trait Broker: Send + Sync + 'static {
         &'a self,
         channel: &'a str,
     ) -> BoxFuture<'a, Result<Vec<ClientInfo>, ErrorCode>>;
+
+    /// This node's first connection of `user` opened; true when the user was
+    /// offline on every node until now.
+    fn user_connected<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<bool, ErrorCode>>;
+
+    /// This node's last connection of `user` closed; true when the user is now
+    /// offline on every node.
+    fn user_disconnected<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<bool, ErrorCode>>;
+
+    /// Each user's status across nodes, in the order asked.
+    fn user_status<'a>(
+        &'a self,
+        users: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<UserStatus>, ErrorCode>>;
 
     /// Runs `command` on every other node.
     fn command_nodes(&self, command: &NodeCommand);

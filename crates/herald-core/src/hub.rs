@@ -168,29 +168,42 @@ impl Hub {
         (self.hasher.hash_one(key) as usize) % SHARDS
     }
 
-    pub fn add_client(&self, client: Arc<ClientHandle>) {
+    /// Registers a connection; true when it is its user's first on this node.
+    pub fn add_client(&self, client: Arc<ClientHandle>) -> bool {
         let shard = self.shard(&client.user);
         let mut users = write(&self.users[shard]);
-        users
-            .entry(client.user.clone())
-            .or_default()
-            .insert(client.id.clone(), client);
+        let clients = users.entry(client.user.clone()).or_default();
+        let first = clients.is_empty();
+        clients.insert(client.id.clone(), client);
         self.clients.fetch_add(1, Ordering::Relaxed);
         ::metrics::gauge!(metrics::CONNECTIONS).increment(1.0);
+        first
     }
 
-    pub fn remove_client(&self, client: &ClientHandle) {
+    /// Unregisters a connection; true when it was its user's last on this node.
+    pub fn remove_client(&self, client: &ClientHandle) -> bool {
         let shard = self.shard(&client.user);
         let mut users = write(&self.users[shard]);
-        if let Some(clients) = users.get_mut(&client.user) {
-            if clients.remove(&client.id).is_some() {
-                self.clients.fetch_sub(1, Ordering::Relaxed);
-                ::metrics::gauge!(metrics::CONNECTIONS).decrement(1.0);
-            }
-            if clients.is_empty() {
-                users.remove(&client.user);
-            }
+        let Some(clients) = users.get_mut(&client.user) else {
+            return false;
+        };
+        let removed = clients.remove(&client.id).is_some();
+        if removed {
+            self.clients.fetch_sub(1, Ordering::Relaxed);
+            ::metrics::gauge!(metrics::CONNECTIONS).decrement(1.0);
         }
+        if clients.is_empty() {
+            users.remove(&client.user);
+        }
+        removed && !users.contains_key(&client.user)
+    }
+
+    /// The users with a connection on this node.
+    pub fn local_users(&self) -> Vec<Arc<str>> {
+        self.users
+            .iter()
+            .flat_map(|shard| read(shard).keys().cloned().collect::<Vec<_>>())
+            .collect()
     }
 
     /// The live connections of a user, optionally only the one with `client` id.

@@ -15,6 +15,7 @@
 //! - [`mirror`]: applying what the broker delivers to the local streams, in order.
 //! - [`durable`]: the group-commit writer and the trait durable stores implement.
 //! - [`session`]: one client's state machine: commands in, replies out.
+//! - [`status`]: online status per user, across tabs and nodes.
 //! - [`node`]: the shared state of one server and the server-API operations.
 //! - [`metrics`]: metric names, so transports and core report the same series.
 #![forbid(unsafe_code)]
@@ -31,6 +32,7 @@ pub mod mirror;
 pub mod node;
 pub mod outbox;
 pub mod session;
+pub mod status;
 pub mod token;
 
 pub use channel::{ChannelOptions, Namespaces};

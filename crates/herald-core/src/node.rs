@@ -5,7 +5,7 @@ use crate::channel::{self, Namespaces};
 use crate::durable::{DurableLog, Snapshot};
 use crate::engine::{Draft, Engine, Streams};
 use crate::history::{HistoryError, HistoryQuery, Position, StoredPublication, now_ms};
-use crate::hub::{Audience, ClientHandle, Hub};
+use crate::hub::{Audience, Hub};
 use crate::metrics;
 use crate::outbox::OutboxLimits;
 use crate::token::TokenVerifier;
@@ -70,7 +70,8 @@ pub struct Node {
     pub hub: Arc<Hub>,
     pub engine: Engine,
     /// The scale-out broker; `None` on the single-node engines.
-    broker: Option<Arc<dyn Broker>>,
+    pub(crate) broker: Option<Arc<dyn Broker>>,
+    pub(crate) last_seen: crate::status::LastSeen,
     started: Instant,
 }
 
@@ -187,6 +188,7 @@ impl Node {
             hub,
             engine,
             broker: None,
+            last_seen: Default::default(),
             started: Instant::now(),
         }
     }
@@ -465,9 +467,5 @@ impl Node {
             client.outbox.close(disconnect.clone());
         }
         clients.len()
-    }
-
-    pub fn register(&self, handle: Arc<ClientHandle>) {
-        self.hub.add_client(handle);
     }
 }

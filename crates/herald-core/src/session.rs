@@ -469,7 +469,7 @@ impl Session {
             self.remove_subscription(&channel, None);
         }
         if let State::Connected(c) = std::mem::replace(&mut self.state, State::Closed) {
-            self.node.hub.remove_client(&c.handle);
+            self.node.disconnected(&c.handle);
         }
     }
 }

@@ -44,6 +44,17 @@ impl Keys {
         format!("{}:q", self.pubsub(channel))
     }
 
+    /// A sorted set: the nodes where the user has connections, scored by when
+    /// the entry expires (ms). Tagged by user, like the next key.
+    pub fn user_online(&self, user: &str) -> String {
+        format!("{}:user{{{user}}}:online", self.prefix)
+    }
+
+    /// When the user's last connection closed (ms).
+    pub fn user_seen(&self, user: &str) -> String {
+        format!("{}:user{{{user}}}:seen", self.prefix)
+    }
+
     /// The pub/sub channel nodes send commands and heartbeats on.
     pub fn nodes_channel(&self) -> String {
         format!("{}:nodes", self.prefix)

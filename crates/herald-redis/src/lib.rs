@@ -17,12 +17,14 @@
 //! - `keys.rs`: key and channel names, hash-tagged per channel.
 //! - `wire.rs`: the messages on a channel's pub/sub channel and in its stream.
 //! - `nodes.rs`: presence entries, node announcements and commands between nodes.
+//! - `status.rs`: online status per user across nodes.
 #![forbid(unsafe_code)]
 
 mod connection;
 mod keys;
 mod nodes;
 mod scripts;
+mod status;
 mod supervisor;
 mod wire;
 
@@ -34,6 +36,7 @@ use herald_core::durable::BoxFuture;
 use herald_core::history::{Position, new_epoch, now_ms};
 use herald_core::metrics as names;
 use herald_core::node::{BrokerContext, NodeInfo};
+use herald_core::status::UserStatus;
 use herald_protocol::ErrorCode;
 use herald_protocol::push::ClientInfo;
 use keys::Keys;
@@ -358,6 +361,21 @@ impl Broker for RedisBroker {
         channel: &'a str,
     ) -> BoxFuture<'a, Result<Vec<ClientInfo>, ErrorCode>> {
         Box::pin(async move { nodes::presence(&self.shared, self.conn()?, channel).await })
+    }
+
+    fn user_connected<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<bool, ErrorCode>> {
+        Box::pin(async move { status::online(&self.shared, &mut self.conn()?, user).await })
+    }
+
+    fn user_disconnected<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<bool, ErrorCode>> {
+        Box::pin(async move { status::offline(&self.shared, &mut self.conn()?, user).await })
+    }
+
+    fn user_status<'a>(
+        &'a self,
+        users: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<UserStatus>, ErrorCode>> {
+        Box::pin(async move { status::statuses(&self.shared, self.conn()?, users).await })
     }
 
     fn command_nodes(&self, command: &NodeCommand) {

@@ -214,13 +214,14 @@ async fn presence_remove(shared: &Shared, conn: &mut Conn, channel: &str, client
     }
 }
 
-/// Re-adds every local presence entry with a fresh expiry.
+/// Re-adds every local presence entry and online-status entry with a fresh expiry.
 pub(crate) fn spawn_presence_refresh(shared: &Arc<Shared>, mut conn: Conn) {
     let shared = shared.clone();
     tokio::spawn(async move {
         for (channel, info) in shared.context().hub.local_presence() {
             presence_add(&shared, &mut conn, &channel, &info).await;
         }
+        crate::status::refresh(&shared, &mut conn).await;
     });
 }
 

@@ -101,6 +101,43 @@ end
 return redis.call('HVALS', KEYS[1])
 "#;
 
+/// KEYS: user's online set, seen key. ARGV: node, expires (ms), now (ms), key ttl (s).
+/// Adds or refreshes this node's entry; returns 1 when no node had the user.
+const USER_ONLINE: &str = r#"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+local before = redis.call('ZCARD', KEYS[1])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+if before == 0 then return 1 end
+return 0
+"#;
+
+/// KEYS: user's online set, seen key. ARGV: node, now (ms), seen ttl (s).
+/// Returns 1 when no node has the user any more.
+const USER_OFFLINE: &str = r#"
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+if redis.call('ZCARD', KEYS[1]) == 0 then return 1 end
+return 0
+"#;
+
+/// KEYS: user's online set, seen key. ARGV: now (ms), entry ttl (ms), seen ttl (s).
+/// Entries of dead nodes expire here, and leave when they were last refreshed
+/// as the user's last-seen time. Returns `{nodes online, last seen or ""}`.
+const USER_STATUS: &str = r#"
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES')
+if #expired > 0 then
+  local refreshed = tonumber(expired[#expired]) - tonumber(ARGV[2])
+  local seen = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if refreshed > seen then
+    redis.call('SET', KEYS[2], string.format('%d', refreshed), 'EX', ARGV[3])
+  end
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+end
+return {redis.call('ZCARD', KEYS[1]), redis.call('GET', KEYS[2]) or ''}
+"#;
+
 pub(crate) struct Scripts {
     pub publish: Script,
     pub publish_ephemeral: Script,
@@ -109,6 +146,9 @@ pub(crate) struct Scripts {
     pub presence_add: Script,
     pub presence_remove: Script,
     pub presence_get: Script,
+    pub user_online: Script,
+    pub user_offline: Script,
+    pub user_status: Script,
 }
 
 impl Scripts {
@@ -121,6 +161,9 @@ impl Scripts {
             presence_add: Script::new(PRESENCE_ADD),
             presence_remove: Script::new(PRESENCE_REMOVE),
             presence_get: Script::new(PRESENCE_GET),
+            user_online: Script::new(USER_ONLINE),
+            user_offline: Script::new(USER_OFFLINE),
+            user_status: Script::new(USER_STATUS),
         }
     }
 }

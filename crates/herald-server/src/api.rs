@@ -114,7 +114,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-const KNOWN_METHODS: [&str; 14] = [
+const KNOWN_METHODS: [&str; 15] = [
     "publish",
     "broadcast",
     "subscribe",
@@ -129,6 +129,7 @@ const KNOWN_METHODS: [&str; 14] = [
     "info",
     "batch",
     "send",
+    "user_status",
 ];
 
 fn params<T: DeserializeOwned>(raw: &RawValue) -> Result<T, ApiError> {
@@ -224,6 +225,14 @@ struct SendParams {
     client: Option<String>,
     data: Box<RawValue>,
 }
+
+#[derive(Deserialize)]
+struct UserStatusParams {
+    users: Vec<String>,
+}
+
+/// More users than this in one `user_status` call answer 107.
+const MAX_STATUS_USERS: usize = 1000;
 
 fn required_data(data: Option<Box<RawValue>>) -> Result<Box<RawValue>, ApiError> {
     data.ok_or(ApiError::Code(ErrorCode::BAD_REQUEST))
@@ -351,6 +360,15 @@ pub async fn call(node: &Node, method: &str, raw: &RawValue) -> Result<Value, Ap
             Ok(json!({ "channels": channels }))
         }
         "info" => Ok(json!({ "nodes": node.nodes().await? })),
+        "user_status" => {
+            let p: UserStatusParams = params(raw)?;
+            if p.users.len() > MAX_STATUS_USERS {
+                return Err(ApiError::Malformed(format!(
+                    "users: at most {MAX_STATUS_USERS} per call"
+                )));
+            }
+            Ok(json!({ "statuses": node.user_status(&p.users).await? }))
+        }
         "send" => {
             let p: SendParams = params(raw)?;
             node.send_to_user(&p.user, p.client.as_deref(), &p.data);

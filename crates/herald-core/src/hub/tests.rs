@@ -86,12 +86,13 @@ fn users_index_finds_every_connection_of_a_user() {
     let hub = Hub::default();
     let one = client("1", "ann", 10);
     let two = client("2", "ann", 10);
-    hub.add_client(one.clone());
-    hub.add_client(two.clone());
+    assert!(hub.add_client(one.clone()), "ann's first connection");
+    assert!(!hub.add_client(two.clone()));
     assert_eq!(hub.user_connection_count("ann"), 2);
     assert_eq!(hub.user_clients("ann", Some("2")).len(), 1);
-    hub.remove_client(&one);
-    hub.remove_client(&two);
+    assert!(!hub.remove_client(&one), "ann is still connected");
+    assert!(hub.remove_client(&two), "ann's last connection");
+    assert!(!hub.remove_client(&two), "removing twice is no transition");
     assert_eq!((hub.num_clients(), hub.num_users()), (0, 0));
 }
 

@@ -62,7 +62,7 @@ impl Session {
             control: self.control.clone(),
         });
         let expiry = expiry(claims.exp, limits.expired_close_delay);
-        self.node.register(handle.clone());
+        self.node.connected(handle.clone());
         let now = Instant::now();
         self.state = State::Connected(Box::new(Connected {
             handle,

@@ -224,6 +224,24 @@ impl crate::broker::Broker for GatedBroker {
     ) -> crate::durable::BoxFuture<'a, Result<Vec<ClientInfo>, ErrorCode>> {
         Box::pin(async { Ok(Vec::new()) })
     }
+    fn user_connected<'a>(
+        &'a self,
+        _: &'a str,
+    ) -> crate::durable::BoxFuture<'a, Result<bool, ErrorCode>> {
+        Box::pin(async { Ok(false) })
+    }
+    fn user_disconnected<'a>(
+        &'a self,
+        _: &'a str,
+    ) -> crate::durable::BoxFuture<'a, Result<bool, ErrorCode>> {
+        Box::pin(async { Ok(false) })
+    }
+    fn user_status<'a>(
+        &'a self,
+        _: &'a [String],
+    ) -> crate::durable::BoxFuture<'a, Result<Vec<crate::status::UserStatus>, ErrorCode>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
     fn command_nodes(&self, _: &crate::broker::NodeCommand) {}
     fn nodes(
         &self,
