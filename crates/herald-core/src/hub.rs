@@ -147,6 +147,17 @@ impl Hub {
     }
 }
 
+/// `(clients, distinct users)` of a channel's presence entries.
+pub fn presence_counts<'a>(entries: impl Iterator<Item = &'a ClientInfo>) -> (usize, usize) {
+    let mut users = std::collections::HashSet::new();
+    let mut clients = 0;
+    for info in entries {
+        clients += 1;
+        users.insert(info.user.as_str());
+    }
+    (clients, users.len())
+}
+
 /// Who receives a broadcast on a channel.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Audience {
@@ -192,10 +203,11 @@ impl Hub {
             self.clients.fetch_sub(1, Ordering::Relaxed);
             ::metrics::gauge!(metrics::CONNECTIONS).decrement(1.0);
         }
-        if clients.is_empty() {
+        let last = clients.is_empty();
+        if last {
             users.remove(&client.user);
         }
-        removed && !users.contains_key(&client.user)
+        removed && last
     }
 
     /// The users with a connection on this node.
@@ -343,10 +355,8 @@ impl Hub {
         let Some(state) = channels.get(channel) else {
             return (0, 0);
         };
-        let live: Vec<&PresenceEntry> = state.presence.values().filter(|e| e.live(now)).collect();
-        let users: std::collections::HashSet<&str> =
-            live.iter().map(|e| e.info.user.as_str()).collect();
-        (live.len(), users.len())
+        let live = state.presence.values().filter(|e| e.live(now));
+        presence_counts(live.map(|e| &e.info))
     }
 
     /// Keeps a connection's presence entry alive for another TTL.

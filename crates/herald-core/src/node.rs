@@ -426,12 +426,7 @@ impl Node {
     pub async fn presence_stats(&self, channel: &str) -> Result<PresenceStatsResult, ErrorCode> {
         self.presence_enabled(channel)?;
         let (clients, users) = match &self.broker {
-            Some(broker) => {
-                let entries = broker.presence(channel).await?;
-                let users: std::collections::HashSet<&str> =
-                    entries.iter().map(|info| info.user.as_str()).collect();
-                (entries.len(), users.len())
-            }
+            Some(broker) => crate::hub::presence_counts(broker.presence(channel).await?.iter()),
             None => self.hub.presence_stats(channel),
         };
         Ok(PresenceStatsResult {

@@ -219,6 +219,23 @@ impl Session {
         }
     }
 
+    /// True when a client command may go on with `channels`; otherwise it
+    /// stops: to wait, or answered with a temporary error when waiting failed.
+    fn proceed_when_ready<'c>(
+        &mut self,
+        id: u32,
+        channels: impl IntoIterator<Item = &'c str>,
+    ) -> bool {
+        match self.readiness(channels) {
+            Readiness::Ready => true,
+            Readiness::Waiting => false,
+            Readiness::Unavailable => {
+                self.error(id, ErrorCode::INTERNAL);
+                false
+            }
+        }
+    }
+
     /// Queues `reply` with this frame's replies when it is ready at once (in
     /// memory it always is), or from a task when it resolves: replies are
     /// matched by id, so their order does not matter.

@@ -169,10 +169,6 @@ impl RedisBroker {
         tokio::spawn(supervisor::run(self.shared.clone(), events, up));
         let _ = tokio::time::timeout(self.shared.settings.timeout, is_up).await;
     }
-
-    fn conn(&self) -> Result<Conn, ErrorCode> {
-        self.shared.conn()
-    }
 }
 
 impl Drop for RedisBroker {
@@ -182,13 +178,15 @@ impl Drop for RedisBroker {
 }
 
 impl Shared {
-    fn conn(&self) -> Result<Conn, ErrorCode> {
+    /// The live connection for operation `op`, or a temporary error (counted
+    /// under `op`) while the broker is down.
+    fn conn(&self, op: &str) -> Result<Conn, ErrorCode> {
         if let Some(reason) = lock(&self.down).as_ref() {
-            return Err(unavailable("publish", reason));
+            return Err(unavailable(op, reason));
         }
         lock(&self.conn)
             .clone()
-            .ok_or_else(|| unavailable("publish", "not connected"))
+            .ok_or_else(|| unavailable(op, "not connected"))
     }
 
     fn context(&self) -> &BrokerContext {
@@ -215,7 +213,7 @@ impl Broker for RedisBroker {
         request: BrokerPublish<'a>,
     ) -> BoxFuture<'a, Result<Option<Position>, ErrorCode>> {
         Box::pin(async move {
-            let mut conn = self.conn()?;
+            let mut conn = self.shared.conn("publish")?;
             let keys = &self.shared.keys;
             let settings = &self.shared.settings;
             let channel = request.channel;
@@ -268,7 +266,7 @@ impl Broker for RedisBroker {
 
     fn remove_history<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<(), ErrorCode>> {
         Box::pin(async move {
-            let mut conn = self.conn()?;
+            let mut conn = self.shared.conn("history_remove")?;
             let keys = &self.shared.keys;
             let mut invocation = self.shared.scripts.remove.key(keys.meta(channel));
             invocation
@@ -286,14 +284,14 @@ impl Broker for RedisBroker {
     }
 
     fn joined(&self, channel: &str, presence: Option<&ClientInfo>, join: Option<bytes::Bytes>) {
-        if let Ok(conn) = self.conn() {
+        if let Ok(conn) = self.shared.conn("join_leave") {
             let change = nodes::PresenceChange::Joined(presence.cloned());
             nodes::spawn_membership(&self.shared, conn, channel, change, join);
         }
     }
 
     fn left(&self, channel: &str, client: &str, presence: bool, leave: Option<bytes::Bytes>) {
-        if let Ok(conn) = self.conn() {
+        if let Ok(conn) = self.shared.conn("join_leave") {
             let change = nodes::PresenceChange::Left(presence.then(|| client.to_string()));
             nodes::spawn_membership(&self.shared, conn, channel, change, leave);
         }
@@ -360,32 +358,40 @@ impl Broker for RedisBroker {
         &'a self,
         channel: &'a str,
     ) -> BoxFuture<'a, Result<Vec<ClientInfo>, ErrorCode>> {
-        Box::pin(async move { nodes::presence(&self.shared, self.conn()?, channel).await })
+        Box::pin(async move {
+            nodes::presence(&self.shared, self.shared.conn("presence")?, channel).await
+        })
     }
 
     fn user_connected<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<bool, ErrorCode>> {
-        Box::pin(async move { status::online(&self.shared, &mut self.conn()?, user).await })
+        Box::pin(async move {
+            status::online(&self.shared, &mut self.shared.conn("user_status")?, user).await
+        })
     }
 
     fn user_disconnected<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<bool, ErrorCode>> {
-        Box::pin(async move { status::offline(&self.shared, &mut self.conn()?, user).await })
+        Box::pin(async move {
+            status::offline(&self.shared, &mut self.shared.conn("user_status")?, user).await
+        })
     }
 
     fn user_status<'a>(
         &'a self,
         users: &'a [String],
     ) -> BoxFuture<'a, Result<Vec<UserStatus>, ErrorCode>> {
-        Box::pin(async move { status::statuses(&self.shared, self.conn()?, users).await })
+        Box::pin(async move {
+            status::statuses(&self.shared, self.shared.conn("user_status")?, users).await
+        })
     }
 
     fn command_nodes(&self, command: &NodeCommand) {
-        if let Ok(conn) = self.conn() {
+        if let Ok(conn) = self.shared.conn("node_command") {
             nodes::spawn_command(&self.shared, conn, command);
         }
     }
 
     fn nodes(&self) -> BoxFuture<'_, Result<Vec<NodeInfo>, ErrorCode>> {
-        Box::pin(async move { nodes::list(&self.shared, self.conn()?).await })
+        Box::pin(async move { nodes::list(&self.shared, self.shared.conn("info")?).await })
     }
 
     fn health(&self) -> Result<(), String> {

@@ -8,34 +8,35 @@ use herald_tests::broker::{
 use herald_tests::redis::RedisServer;
 use serde_json::json;
 
-async fn two_nodes(redis: &RedisServer) -> (TestServer, TestServer) {
-    herald_tests::broker::two_nodes(&standalone_config(&redis.url())).await
+/// A fresh Redis and two nodes on it; `None` when Redis is not installed
+/// (outside CI).
+async fn two_nodes_on_redis() -> Option<(RedisServer, TestServer, TestServer)> {
+    let redis = RedisServer::start()?;
+    let (a, b) = herald_tests::broker::two_nodes(&standalone_config(&redis.url())).await;
+    Some((redis, a, b))
 }
 
 #[tokio::test]
 async fn a_publication_on_one_node_reaches_subscribers_of_another_in_order() {
-    let Some(redis) = RedisServer::start() else {
+    let Some((_redis, a, b)) = two_nodes_on_redis().await else {
         return;
     };
-    let (a, b) = two_nodes(&redis).await;
     publications_reach_another_node_in_order(&a, &b, &["history:orders"]).await;
 }
 
 #[tokio::test]
 async fn a_client_recovers_on_another_node_what_it_missed() {
-    let Some(redis) = RedisServer::start() else {
+    let Some((_redis, a, b)) = two_nodes_on_redis().await else {
         return;
     };
-    let (a, b) = two_nodes(&redis).await;
     a_client_recovers_on_another_node(&a, &b, "history:r").await;
 }
 
 #[tokio::test]
 async fn presence_and_join_leave_span_nodes() {
-    let Some(redis) = RedisServer::start() else {
+    let Some((_redis, a, b)) = two_nodes_on_redis().await else {
         return;
     };
-    let (a, b) = two_nodes(&redis).await;
     let (mut alice, _) = a.connect("alice").await;
     alice.subscribe("room").await;
     let (mut bob, _) = b.connect("bob").await;
@@ -62,10 +63,9 @@ async fn presence_and_join_leave_span_nodes() {
 
 #[tokio::test]
 async fn server_api_actions_reach_users_on_other_nodes() {
-    let Some(redis) = RedisServer::start() else {
+    let Some((_redis, a, b)) = two_nodes_on_redis().await else {
         return;
     };
-    let (a, b) = two_nodes(&redis).await;
     let (mut alice, _) = a.connect("alice").await;
     let (status, _) = b
         .api("subscribe", json!({"user": "alice", "channel": "news"}))
@@ -98,10 +98,9 @@ async fn publish_at_plain(server: &TestServer, channel: &str) {
 
 #[tokio::test]
 async fn an_idempotency_key_dedupes_across_nodes() {
-    let Some(redis) = RedisServer::start() else {
+    let Some((_redis, a, b)) = two_nodes_on_redis().await else {
         return;
     };
-    let (a, b) = two_nodes(&redis).await;
     let keyed = json!({"channel": "history:idem", "data": 1, "idempotency_key": "order-7"});
     let (_, first) = a.api("publish", keyed.clone()).await;
     let (_, again) = b.api("publish", keyed).await;
@@ -145,10 +144,9 @@ async fn apps_with_different_prefixes_share_a_redis_without_meeting() {
 
 #[tokio::test]
 async fn a_refresh_through_one_node_reaches_a_client_on_another() {
-    let Some(redis) = RedisServer::start() else {
+    let Some((_redis, a, b)) = two_nodes_on_redis().await else {
         return;
     };
-    let (a, b) = two_nodes(&redis).await;
     let (mut alice, _) = a.connect("alice").await;
     let expire_at = herald_tests::now() + 600;
     b.api("refresh", json!({"user": "alice", "expire_at": expire_at}))
@@ -166,10 +164,9 @@ async fn a_refresh_through_one_node_reaches_a_client_on_another() {
 
 #[tokio::test]
 async fn history_keeps_the_namespace_size_in_redis() {
-    let Some(redis) = RedisServer::start() else {
+    let Some((redis, a, b)) = two_nodes_on_redis().await else {
         return;
     };
-    let (a, b) = two_nodes(&redis).await;
     for n in 1..=12 {
         herald_tests::publish_at(&a, "history:sized", json!(n)).await;
     }

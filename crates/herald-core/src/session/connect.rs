@@ -46,13 +46,8 @@ impl Session {
             .iter()
             .map(String::as_str)
             .filter(|channel| self.node.namespaces.options(channel).is_ok());
-        match self.readiness(known.collect::<Vec<_>>()) {
-            super::Readiness::Ready => {}
-            super::Readiness::Waiting => return Ok(()),
-            super::Readiness::Unavailable => {
-                self.error(id, ErrorCode::INTERNAL);
-                return Ok(());
-            }
+        if !self.proceed_when_ready(id, known.collect::<Vec<_>>()) {
+            return Ok(());
         }
         let client_id: Arc<str> = uuid::Uuid::new_v4().to_string().into();
         let handle = Arc::new(ClientHandle {

@@ -32,13 +32,8 @@ impl Session {
             }
             Err(Err(disconnect)) => return Err(disconnect),
         };
-        match self.readiness([channel]) {
-            super::Readiness::Ready => {}
-            super::Readiness::Waiting => return Ok(()),
-            super::Readiness::Unavailable => {
-                self.error(id, ErrorCode::INTERNAL);
-                return Ok(());
-            }
+        if !self.proceed_when_ready(id, [channel]) {
+            return Ok(());
         }
         let options = self
             .node
