@@ -50,6 +50,24 @@ cargo test --workspace --locked 2>&1 | tee "$logs/rust.log"
 step "Node suite (published centrifuge SDK)"
 (cd tests/node && npm ci --no-audit --no-fund --loglevel=error && npm test) 2>&1 | tee "$logs/node.log"
 
+# --- clients/js: the TypeScript helpers (herald-client) -------------------
+# Installs from its package-lock, builds with tsc and runs its node:test suite
+# against the herald binary built above ($HERALD_BIN).
+step "clients/js suite (TypeScript helpers on the published centrifuge SDK)"
+(cd clients/js && npm ci --no-audit --no-fund --loglevel=error && npm run build && npm test) 2>&1 | tee "$logs/clients-js.log"
+clients_js=$(grep -E '^# pass ' "$logs/clients-js.log" | awk '{print $3}')
+# --- end clients/js --------------------------------------------------------
+
+# --- tests/browser: the demo (/) and the admin page (/admin) in chromium ------
+# Drives Debian's chromium (installed with apt-get when missing) through
+# playwright-core, which downloads no browser; every test file starts
+# $HERALD_BIN on dev defaults itself. Saves its screenshots under docs/img/.
+step "Browser suite (demo and admin pages in chromium, playwright-core)"
+[ -x /usr/bin/chromium ] || apt_install chromium
+(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error && npm test) 2>&1 | tee "$logs/browser.log"
+browser=$(grep -E '^# pass ' "$logs/browser.log" | awk '{print $3}')
+# --- end tests/browser ---------------------------------------------------------
+
 step "Python suite (published centrifuge-python and cent)"
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
@@ -57,15 +75,31 @@ fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 .venv/bin/python -m pytest tests/python -q 2>&1 | tee "$logs/python.log"
 
+# --- examples/django: the Django example, with Django's test runner ----------
+# Installs the example's requirements into the same .venv; its tests start
+# $HERALD_BIN (exported above) themselves, one server per test.
+step "Django example (examples/django: manage.py test with centrifuge-python and cent)"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -r examples/django/requirements.txt
+(cd examples/django && ../../.venv/bin/python manage.py test) 2>&1 | tee "$logs/django.log"
+django=$(grep -Eo '^Ran [0-9]+ tests?' "$logs/django.log" | tail -1 | awk '{print $2}')
+grep -Eq '^OK( \(|$)' "$logs/django.log" && [ -n "$django" ] || { echo "error: the Django example's tests did not pass" >&2; exit 1; }
+# --- end examples/django -----------------------------------------------------
+
 step "Benchmark suite, small scale (checks it runs and reports; no speed threshold)"
 cargo run --release --locked -p herald-bench -- suite --scale small --no-doc
 
 step "Scale-out benchmark, smoke scale (1, 2 and 3 nodes on Redis; fails on any lost or reordered delivery)"
 cargo run --release --locked -p herald-bench -- nodes --scale smoke --no-doc
 
+step "Inbox and chat benchmark, smoke scale (SQLite, PostgreSQL, plain publish; fails on any failed call, lost or out-of-order delivery)"
+cargo run --release --locked -p herald-bench -- apps --scale smoke --no-doc
+
+step "Transports benchmark, smoke scale (WebSocket, HTTP streaming, SSE; fails on any failed connect or publish, lost, repeated or out-of-order delivery)"
+cargo run --release --locked -p herald-bench -- transports --scale smoke --no-doc
+
 # One closing line for all suites (set -e has already stopped on any failure).
 rust=$(grep -E '^test result: ok' "$logs/rust.log" | awk '{sum += $4} END {print sum + 0}')
 node=$(grep -E '^# pass ' "$logs/node.log" | awk '{print $3}')
 python=$(grep -Eo '[0-9]+ passed' "$logs/python.log" | tail -1 | awk '{print $1}')
-printf '\nRust %s, Node %s, Python %s\n' "$rust" "$node" "$python"
-echo "tests: $((rust + node + python)) passed, 0 failed"
+printf '\nRust %s, Node %s, clients/js %s, browser %s, Python %s, Django example %s\n' "$rust" "$node" "$clients_js" "$browser" "$python" "$django"
+echo "tests: $((rust + node + clients_js + browser + python + django)) passed, 0 failed"

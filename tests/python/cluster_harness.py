@@ -21,7 +21,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import cent
 import pytest
@@ -144,13 +144,14 @@ def _wait_for_nodes(h: Herald, count: int) -> None:
 
 
 def start_cluster(workdir: Path, nodes: int = 2, broker: Optional[Dict[str, Any]] = None,
-                  **overrides: Any) -> Cluster:
-    """Redis plus ``nodes`` herald nodes (``overrides`` as for start_herald)."""
+                  start: Callable[..., Herald] = start_herald, **overrides: Any) -> Cluster:
+    """Redis plus ``nodes`` herald nodes, each started with ``start``
+    (``overrides`` as for start_herald)."""
     redis = RedisServer(workdir / "redis").start()
     cluster = Cluster(redis)
     try:
         for i in range(1, nodes + 1):
-            cluster.nodes.append(start_herald(
+            cluster.nodes.append(start(
                 workdir / f"node-{i}", server_name=f"node-{i}",
                 broker=cluster_broker(redis.url, **(broker or {})), **overrides,
             ))

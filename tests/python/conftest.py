@@ -14,6 +14,7 @@ HTTP API. ``websockets`` is used directly only for deliberately bad input.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from dataclasses import dataclass
@@ -43,25 +44,34 @@ from herald_harness import EVENT_TIMEOUT, Herald, restart_herald, start_herald, 
 @pytest.fixture
 async def herald_factory(tmp_path):
     """Start Herald with config overrides: ``await herald_factory(channel_limit=4)``."""
+    async with heralds(lambda i, **kw: start_herald(tmp_path / f"herald-{i}", **kw)) as start:
+        yield start
+
+
+@contextlib.asynccontextmanager
+async def heralds(start_one: Callable[..., Herald]):
+    """Yields ``start(**kw)``, which starts the i-th Herald with
+    ``start_one(i, **kw)``; stops every one started on the way out."""
     started: List[Herald] = []
 
     async def start(**overrides: Any) -> Herald:
-        h = start_herald(tmp_path / f"herald-{len(started)}", **overrides)
+        h = start_one(len(started), **overrides)
         await renew_acent(h)
         started.append(h)
         return h
 
-    yield start
-
-    for h in started:
-        if h.acent is not None:
-            await h.acent.close()
-        h.cent.close()
-        alive_before_stop = h.alive()
-        stop_proc(h.proc)
-        if not alive_before_stop:
-            # Shows up only when the test failed (captured teardown output).
-            print(f"herald exited early with code {h.proc.returncode}; stderr tail:\n{h.log_tail()}")
+    try:
+        yield start
+    finally:
+        for h in started:
+            if h.acent is not None:
+                await h.acent.close()
+            h.cent.close()
+            alive_before_stop = h.alive()
+            stop_proc(h.proc)
+            if not alive_before_stop:
+                # Shows up only when the test failed (captured teardown output).
+                print(f"herald exited early with code {h.proc.returncode}; stderr tail:\n{h.log_tail()}")
 
 
 @pytest.fixture
@@ -75,6 +85,24 @@ async def renew_acent(h: Herald) -> None:
     if h.acent is not None:
         await h.acent.close()
     h.acent = cent.AsyncClient(h.api_url, h.api_key, timeout=5.0)
+
+
+@contextlib.asynccontextmanager
+async def serving(cluster: Any):
+    """A started cluster with async cent clients, stopped on the way out; its
+    nodes' log tails are printed (captured, shown when the test failed)."""
+    from cluster_harness import stop_cluster
+
+    try:
+        for h in cluster.nodes:
+            await renew_acent(h)
+        yield cluster
+    finally:
+        print(cluster.log_tails())
+        for h in cluster.nodes:
+            if h.acent is not None:
+                await h.acent.close()
+        stop_cluster(cluster)
 
 
 # --------------------------------------------------------------------------
@@ -94,8 +122,10 @@ class EventLog:
         self.events.append((name, ctx))
         self._changed.set()
 
-    def all(self, name: str, pred: Optional[Callable[[Any], bool]] = None) -> List[Any]:
-        return [c for n, c in self.events if n == name and (pred is None or pred(c))]
+    def all(
+        self, name: str, pred: Optional[Callable[[Any], bool]] = None, *, since: int = 0
+    ) -> List[Any]:
+        return [c for n, c in self.events[since:] if n == name and (pred is None or pred(c))]
 
     def names(self) -> List[str]:
         return [n for n, _ in self.events]
@@ -106,14 +136,15 @@ class EventLog:
         pred: Optional[Callable[[Any], bool]] = None,
         *,
         count: int = 1,
+        since: int = 0,
         timeout: float = EVENT_TIMEOUT,
     ) -> Any:
-        """Wait until ``count`` events ``name`` matching ``pred`` were recorded;
-        returns the count-th one."""
+        """Wait until ``count`` events ``name`` matching ``pred`` were recorded
+        at index ``since`` or later; returns the count-th one."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            matches = self.all(name, pred)
+            matches = self.all(name, pred, since=since)
             if len(matches) >= count:
                 return matches[count - 1]
             self._changed.clear()
@@ -121,7 +152,7 @@ class EventLog:
             if remaining <= 0:
                 raise AssertionError(
                     f"[{self.label}] timed out after {timeout}s waiting for {count} "
-                    f"'{name}' event(s); recorded: {self.events!r}"
+                    f"'{name}' event(s) from #{since}; recorded: {self.events[since:]!r}"
                 )
             try:
                 await asyncio.wait_for(self._changed.wait(), remaining)

@@ -262,8 +262,8 @@ async def test_server_side_subscription_via_cent_subscribe(herald, sdk):
     await herald.acent.publish(cent.PublishRequest(channel=channel, data={"api": 1}))
     pub = await c.log.wait("server_publication")
     assert (pub.channel, pub.pub.data) == (channel, {"api": 1})
-    # Only user 42 was subscribed.
-    assert other.log.all("server_subscribed") == []
+    # Only user 42 was subscribed (each user also has its own inbox channel).
+    assert [x.channel for x in other.log.all("server_subscribed")] == ["inbox:#43"]
 
     await herald.acent.unsubscribe(cent.UnsubscribeRequest(user="42", channel=channel))
     await c.log.wait("server_unsubscribed", lambda x: x.channel == channel)

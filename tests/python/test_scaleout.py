@@ -12,8 +12,8 @@ import cent
 import pytest
 from centrifuge import ClientState
 
-from cluster_harness import Cluster, start_cluster, stop_cluster
-from conftest import SdkSub, eventually, renew_acent, unique
+from cluster_harness import Cluster, start_cluster
+from conftest import SdkSub, eventually, serving, unique
 from herald_harness import Herald
 
 # The suite config's default namespace has presence and join/leave (pushed to
@@ -27,17 +27,8 @@ NAMESPACES = [{
 
 @pytest.fixture
 async def cluster(tmp_path):
-    c = start_cluster(tmp_path, nodes=2, namespaces=NAMESPACES)
-    try:
-        for h in c.nodes:
-            await renew_acent(h)
+    async with serving(start_cluster(tmp_path, nodes=2, namespaces=NAMESPACES)) as c:
         yield c
-    finally:
-        print(c.log_tails())  # captured: shown only when the test failed
-        for h in c.nodes:
-            if h.acent is not None:
-                await h.acent.close()
-        stop_cluster(c)
 
 
 @pytest.fixture

@@ -237,7 +237,9 @@ pub struct Ws {
 impl Ws {
     pub async fn open(server: &Server) -> Result<Self> {
         let url = format!("ws://{}/connection/websocket", server.running.addr);
-        let (ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        // Nagle off (`true`), as browsers open WebSockets: a command sent
+        // right after another must not wait for the server's delayed ACK.
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), None, true)
             .await
             .map_err(|e| format!("{}: WebSocket upgrade failed: {e}", server.label))?;
         Ok(Self { ws, next_id: 0 })
@@ -282,6 +284,12 @@ impl Ws {
     pub async fn call(&mut self, command: Value) -> Result<Value> {
         let id = self.send(command).await?;
         Ok(self.reply(id).await?.0)
+    }
+
+    /// The connection itself, for a benchmark that reads and writes it
+    /// concurrently; ids it sends must not reuse the ones `send` gave.
+    pub fn into_inner(self) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
+        self.ws
     }
 
     pub async fn close(mut self) {

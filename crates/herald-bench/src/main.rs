@@ -16,12 +16,21 @@
 //!   draws the charts.
 //! - `nodes.rs`: `nodes`, fan-out on 1, 2 and 3 herald nodes sharing a Redis
 //!   broker against the in-memory engine, every delivery checked by `order.rs`.
+//! - `apps.rs`: `apps`, the inbox (`notify` through the API, delivered live)
+//!   and chat (`chat.send`, end to end) on SQLite and on PostgreSQL, against
+//!   plain publishes with no storage, every delivery checked; `apps/wire.rs`
+//!   is its client side, `apps/doc.rs` its tables and section.
+//! - `transports.rs`: `transports`, fan-out to subscribers over WebSocket, HTTP
+//!   streaming and SSE on one in-process server, latency and connects/s against
+//!   the WebSocket row, every delivery checked; `transports/client.rs` is its
+//!   subscriber side, `transports/doc.rs` its table and section.
 //! - `report.rs`: machine facts, the date, and replacing a section of
 //!   `docs/benchmarks.md`.
 //!
 //! Run `cargo run --release -p herald-bench -- history`; progress goes to
 //! stderr, the result table to stdout and into `docs/benchmarks.md`.
 
+mod apps;
 mod history;
 mod load;
 mod loadgen;
@@ -35,6 +44,7 @@ mod scenarios;
 mod suite;
 mod suite_doc;
 mod svg;
+mod transports;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -60,6 +70,12 @@ enum Command {
     /// Fan-out on 1, 2 and 3 herald nodes sharing a Redis broker, against the
     /// in-memory engine on 1 node, every delivery checked for loss and order.
     Nodes(nodes::Args),
+    /// Inbox notifications and chat messages per second, stored in SQLite and in
+    /// PostgreSQL, against plain publishes with no storage; every delivery checked.
+    Apps(apps::Args),
+    /// Fan-out over WebSocket, HTTP streaming and SSE on one server: deliveries,
+    /// latency and connects/s of each fallback against WebSocket; every delivery checked.
+    Transports(transports::Args),
 }
 
 #[tokio::main]
@@ -69,6 +85,8 @@ async fn main() -> ExitCode {
         Command::History(args) => history::run(args).await,
         Command::Suite(args) => suite::run(args).await,
         Command::Nodes(args) => nodes::run(args).await,
+        Command::Apps(args) => apps::run(args).await,
+        Command::Transports(args) => transports::run(args).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

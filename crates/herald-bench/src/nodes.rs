@@ -13,7 +13,7 @@ use crate::procs::{self, Process, Ticks};
 use crate::scenarios::fanout::{self, Half, Max, Target};
 use crate::scenarios::{Ctx, Scale, loadgen_cpu, ms, rate, server_cpu};
 use crate::{Result, report, suite};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -22,18 +22,11 @@ const HEADING: &str = "## Scale-out on Redis: 1, 2 and 3 nodes";
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// smoke (seconds), small (about a minute) or full (6,000 subscribers).
-    #[arg(long, default_value = "small")]
-    scale: String,
-    /// Print the table only; leave docs/benchmarks.md alone.
-    #[arg(long)]
-    no_doc: bool,
+    #[command(flatten)]
+    output: report::Output,
     /// Skip `cargo build --release -p herald-server` before running.
     #[arg(long)]
     no_build: bool,
-    /// The document to write.
-    #[arg(long, default_value_os_t = report::default_doc_path())]
-    doc_path: PathBuf,
 }
 
 struct Setup {
@@ -148,8 +141,7 @@ impl Row {
 }
 
 pub async fn run(args: Args) -> Result<()> {
-    let scale = scale(&args.scale)
-        .ok_or_else(|| format!("--scale must be smoke, small or full, not {}", args.scale))?;
+    let scale = args.output.scale(scale)?;
     if let Some(why) = procs::redis_missing() {
         return Err(format!("the Redis runs need redis-server: {why}").into());
     }
@@ -207,12 +199,8 @@ pub async fn run(args: Args) -> Result<()> {
     if !failures.is_empty() {
         return Err(format!("not writing numbers that failed:\n{}", failures.join("\n")).into());
     }
-    if !args.no_doc {
-        let section = section(&scale, &paths, nofile, &table);
-        report::write_section(&args.doc_path, &section)?;
-        eprintln!("wrote {}", args.doc_path.display());
-    }
-    Ok(())
+    args.output
+        .write(|| section(&scale, &paths, nofile, &table))
 }
 
 /// One setup: start its nodes, wait until they see each other, load them,

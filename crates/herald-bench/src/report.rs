@@ -11,6 +11,38 @@ servers in-process and drive them over real sockets. Each section is written by 
 the program named in it; rerun the command to refresh it. Absolute numbers \
 depend on the machine; compare results measured in the same run.\n";
 
+/// What every benchmark that writes a section of the document takes.
+#[derive(clap::Args)]
+pub struct Output {
+    /// smoke (seconds, for CI), small (about a minute) or full.
+    #[arg(long, default_value = "small")]
+    pub scale: String,
+    /// Print the tables only; leave docs/benchmarks.md alone.
+    #[arg(long)]
+    pub no_doc: bool,
+    /// The document to write.
+    #[arg(long, default_value_os_t = default_doc_path())]
+    pub doc_path: PathBuf,
+}
+
+impl Output {
+    /// The scale named by `--scale`, found with `lookup`.
+    pub fn scale<T>(&self, lookup: impl Fn(&str) -> Option<T>) -> Result<T> {
+        lookup(&self.scale).ok_or_else(|| {
+            format!("--scale must be smoke, small or full, not {}", self.scale).into()
+        })
+    }
+
+    /// Replaces `section` in the document, unless `--no-doc`.
+    pub fn write(&self, section: impl FnOnce() -> String) -> Result<()> {
+        if !self.no_doc {
+            write_section(&self.doc_path, &section())?;
+            eprintln!("wrote {}", self.doc_path.display());
+        }
+        Ok(())
+    }
+}
+
 /// `docs/benchmarks.md` at the workspace root.
 pub fn default_doc_path() -> PathBuf {
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -156,6 +156,9 @@ pub enum NodeCommand {
         client: Option<String>,
         data: Box<RawValue>,
     },
+    /// Commands from an `/emulation` request that reached another node than
+    /// the one holding the session.
+    Emulate { session: String, commands: String },
 }
 
 impl NodeCommand {
@@ -167,14 +170,36 @@ impl NodeCommand {
             | Self::Disconnect { user, client, .. }
             | Self::Refresh { user, client, .. }
             | Self::Send { user, client, .. } => (user, client.as_deref()),
+            Self::Emulate { session, commands } => {
+                let delivered = hub.emulated(session).map(|handle| {
+                    handle.emulate(bytes::Bytes::copy_from_slice(commands.as_bytes()))
+                });
+                return usize::from(delivered == Some(crate::hub::Emulated::Delivered));
+            }
         };
         let handles = hub.user_clients(user, client);
-        if let Self::Send { data, .. } = self {
-            let message = push::message(data);
-            return handles
-                .iter()
-                .filter(|handle| handle.send(message.clone()))
-                .count();
+        match self {
+            Self::Send { data, .. } => {
+                let message = push::message(data);
+                return handles
+                    .iter()
+                    .filter(|handle| handle.send(message.clone()))
+                    .count();
+            }
+            // Closed here rather than queued as control work, so nothing
+            // published after the caller hears back reaches the client: the
+            // outbox refuses pushes from the moment it is closed.
+            Self::Disconnect { code, reason, .. } => {
+                let disconnect = Disconnect {
+                    code: *code,
+                    reason: reason.clone().into(),
+                };
+                for handle in &handles {
+                    handle.outbox.close(disconnect.clone());
+                }
+                return handles.len();
+            }
+            _ => {}
         }
         for handle in &handles {
             handle.control(match self {
@@ -182,20 +207,21 @@ impl NodeCommand {
                     channel: channel.clone(),
                     data: data.clone(),
                 },
-                Self::Unsubscribe { channel, .. } => Control::Unsubscribe {
-                    channel: channel.clone(),
-                },
-                Self::Disconnect { code, reason, .. } => Control::Disconnect(Disconnect {
-                    code: *code,
-                    reason: reason.clone().into(),
-                }),
+                Self::Unsubscribe { channel, .. } => {
+                    hub.stop_delivery(channel, &handle.id);
+                    Control::Unsubscribe {
+                        channel: channel.clone(),
+                    }
+                }
                 Self::Refresh {
                     expired, expire_at, ..
                 } => Control::Refresh {
                     expired: *expired,
                     expire_at: *expire_at,
                 },
-                Self::Send { .. } => unreachable!("handled above"),
+                Self::Send { .. } | Self::Disconnect { .. } | Self::Emulate { .. } => {
+                    unreachable!("handled above")
+                }
             });
         }
         handles.len()

@@ -34,7 +34,6 @@ pub enum Control {
     Resubscribe {
         channel: String,
     },
-    Disconnect(Disconnect),
     Refresh {
         expired: bool,
         expire_at: Option<u64>,
@@ -47,6 +46,32 @@ pub struct ClientHandle {
     pub user: Arc<str>,
     pub outbox: Arc<Outbox>,
     pub control: Arc<ControlQueue>,
+    /// Set for HTTP-streaming and SSE connections, whose commands arrive in
+    /// separate requests.
+    pub emulation: Option<Emulation>,
+}
+
+/// How commands reach a connection whose stream carries only server-to-client
+/// data: each `/emulation` request names the session, which is a secret, unlike
+/// the client id that presence shows to other users.
+#[derive(Clone)]
+pub struct Emulation {
+    pub session: Arc<str>,
+    pub commands: tokio::sync::mpsc::Sender<Bytes>,
+}
+
+/// What became of commands sent to an emulated session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Emulated {
+    Delivered,
+    /// The session's queue was full: the connection is closed as slow.
+    Overloaded,
+    /// No such session (any more) on this node, or on the live node named.
+    Gone,
+    /// The request named no live node: it restarted, or never existed.
+    UnknownNode,
+    /// The broker could not be asked which nodes are live.
+    Unavailable,
 }
 
 impl ClientHandle {
@@ -72,6 +97,22 @@ impl ClientHandle {
     pub fn control(&self, control: Control) {
         if !self.control.push(control) {
             self.outbox.close(Disconnect::SLOW);
+        }
+    }
+
+    /// Hands commands from an `/emulation` request to the connection task,
+    /// on the same terms as control work: a full queue disconnects as slow.
+    pub fn emulate(&self, commands: Bytes) -> Emulated {
+        let Some(emulation) = &self.emulation else {
+            return Emulated::Gone;
+        };
+        match emulation.commands.try_send(commands) {
+            Ok(()) => Emulated::Delivered,
+            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                self.outbox.close(Disconnect::SLOW);
+                Emulated::Overloaded
+            }
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => Emulated::Gone,
         }
     }
 }
@@ -120,6 +161,8 @@ pub struct Hub {
     hasher: RandomState,
     channels: Box<[ChannelShard]>,
     users: Box<[UserShard]>,
+    /// Emulated connections by session secret.
+    sessions: RwLock<HashMap<Arc<str>, Arc<ClientHandle>>>,
     clients: AtomicUsize,
     subscriptions: AtomicUsize,
     presence_ttl_ms: u64,
@@ -141,6 +184,7 @@ impl Hub {
             hasher: RandomState::new(),
             channels: (0..SHARDS).map(|_| RwLock::default()).collect(),
             users: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            sessions: RwLock::default(),
             clients: AtomicUsize::new(0),
             subscriptions: AtomicUsize::new(0),
         }
@@ -185,6 +229,9 @@ impl Hub {
         let mut users = write(&self.users[shard]);
         let clients = users.entry(client.user.clone()).or_default();
         let first = clients.is_empty();
+        if let Some(emulation) = &client.emulation {
+            write(&self.sessions).insert(emulation.session.clone(), client.clone());
+        }
         clients.insert(client.id.clone(), client);
         self.clients.fetch_add(1, Ordering::Relaxed);
         ::metrics::gauge!(metrics::CONNECTIONS).increment(1.0);
@@ -199,6 +246,9 @@ impl Hub {
             return false;
         };
         let removed = clients.remove(&client.id).is_some();
+        if let Some(emulation) = &client.emulation {
+            write(&self.sessions).remove(&emulation.session);
+        }
         if removed {
             self.clients.fetch_sub(1, Ordering::Relaxed);
             ::metrics::gauge!(metrics::CONNECTIONS).decrement(1.0);
@@ -208,6 +258,11 @@ impl Hub {
             users.remove(&client.user);
         }
         removed && last
+    }
+
+    /// The emulated connection with this session secret, if it is on this node.
+    pub fn emulated(&self, session: &str) -> Option<Arc<ClientHandle>> {
+        read(&self.sessions).get(session).cloned()
     }
 
     /// The users with a connection on this node.
@@ -286,6 +341,19 @@ impl Hub {
             channels.remove(channel);
         }
         info
+    }
+
+    /// Stops fan-out to one subscriber at once, ahead of its session's own
+    /// unsubscribe, which still removes its presence and tells everyone: so
+    /// nothing published after a server-API unsubscribe answers reaches it.
+    pub fn stop_delivery(&self, channel: &str, client_id: &str) {
+        let mut channels = write(&self.channels[self.shard(channel)]);
+        if let Some(state) = channels.get_mut(channel)
+            && state.subscribers.remove(client_id).is_some()
+        {
+            self.subscriptions.fetch_sub(1, Ordering::Relaxed);
+            ::metrics::gauge!(metrics::SUBSCRIPTIONS).decrement(1.0);
+        }
     }
 
     /// Hands `message` to every subscriber of `channel` in `audience`; returns how

@@ -13,6 +13,7 @@
 //! - [`engine`]: publishing: offsets, idempotency, fan-out under the stream lock.
 //! - [`broker`]: the trait a scale-out broker implements, and commands between nodes.
 //! - [`mirror`]: applying what the broker delivers to the local streams, in order.
+//! - [`extension`]: the hooks the inbox and chat plug into a node through.
 //! - [`durable`]: the group-commit writer and the trait durable stores implement.
 //! - [`session`]: one client's state machine: commands in, replies out.
 //! - [`status`]: online status per user, across tabs and nodes.
@@ -25,6 +26,7 @@ pub mod channel;
 pub mod control;
 pub mod durable;
 pub mod engine;
+pub mod extension;
 pub mod history;
 pub mod hub;
 pub mod metrics;
@@ -36,7 +38,7 @@ pub mod status;
 pub mod token;
 
 pub use channel::{ChannelOptions, Namespaces};
-pub use hub::{ClientHandle, Control, Hub, SubscriberOptions};
+pub use hub::{ClientHandle, Control, Emulated, Emulation, Hub, SubscriberOptions};
 pub use node::{ClientLimits, Node, NodeConfig};
 pub use outbox::{Outbox, OutboxLimits};
 pub use session::Session;

@@ -5,7 +5,7 @@ use crate::channel::{self, Namespaces};
 use crate::durable::{DurableLog, Snapshot};
 use crate::engine::{Draft, Engine, Streams};
 use crate::history::{HistoryError, HistoryQuery, Position, StoredPublication, now_ms};
-use crate::hub::{Audience, Hub};
+use crate::hub::{Audience, Emulated, Hub};
 use crate::metrics;
 use crate::outbox::OutboxLimits;
 use crate::token::TokenVerifier;
@@ -72,6 +72,10 @@ pub struct Node {
     /// The scale-out broker; `None` on the single-node engines.
     pub(crate) broker: Option<Arc<dyn Broker>>,
     pub(crate) last_seen: crate::status::LastSeen,
+    /// The inbox and chat, once the server plugs them in.
+    pub(crate) extension: std::sync::OnceLock<Arc<dyn crate::extension::Extension>>,
+    /// Told about connections and subscriptions, for webhooks.
+    pub(crate) observer: std::sync::OnceLock<Arc<dyn crate::extension::Observer>>,
     started: Instant,
 }
 
@@ -189,6 +193,8 @@ impl Node {
             engine,
             broker: None,
             last_seen: Default::default(),
+            extension: Default::default(),
+            observer: Default::default(),
             started: Instant::now(),
         }
     }
@@ -405,6 +411,31 @@ impl Node {
             client: client.map(str::to_string),
             data: data.to_owned(),
         })
+    }
+
+    /// Routes commands from an `/emulation` request to the node holding the
+    /// session: here, or through the broker to the live node the request names.
+    pub async fn emulate(&self, node: &str, session: &str, commands: String) -> Emulated {
+        if node == self.id {
+            return match self.hub.emulated(session) {
+                Some(handle) => handle.emulate(commands.into()),
+                None => Emulated::Gone,
+            };
+        }
+        let Some(broker) = &self.broker else {
+            return Emulated::UnknownNode;
+        };
+        match broker.nodes().await {
+            Err(_) => Emulated::Unavailable,
+            Ok(nodes) if !nodes.iter().any(|info| info.uid == node) => Emulated::UnknownNode,
+            Ok(_) => {
+                broker.command_nodes(&NodeCommand::Emulate {
+                    session: session.to_string(),
+                    commands,
+                });
+                Emulated::Delivered
+            }
+        }
     }
 
     /// Runs a command on this node's connections and hands it to the others.

@@ -13,14 +13,17 @@
 //! - `connect.rs`: `connect` and `refresh`, token checks and server-side subscriptions.
 //! - `subscribe.rs`: `subscribe`, `unsubscribe`, `sub_refresh` and the permission rules.
 //! - `channel_ops.rs`: `publish`, `presence`, `presence_stats`, `history`.
+//! - `rpc.rs`: `rpc`, answered by the node's extension (the inbox, chat).
 
 mod channel_ops;
 mod connect;
 mod recovery;
+mod rpc;
 mod subscribe;
 
 use crate::control::ControlQueue;
-use crate::hub::{ClientHandle, Control};
+use crate::extension::{AccessCheck, Prepared, Wait};
+use crate::hub::{ClientHandle, Control, Emulation};
 use crate::metrics;
 use crate::node::Node;
 use crate::outbox::Outbox;
@@ -40,10 +43,16 @@ pub struct Session {
     node: Arc<Node>,
     outbox: Arc<Outbox>,
     control: Arc<ControlQueue>,
+    /// Set for HTTP-streaming and SSE connections (see `with_emulation`).
+    emulation: Option<Emulation>,
     state: State,
     replies: Vec<Bytes>,
     /// Channels the current command needs ready before it can run.
     awaiting: Vec<String>,
+    /// A subscribe permission the current command needs looked up.
+    awaiting_access: Option<AccessCheck>,
+    /// The permission looked up while the command waited, for its channel.
+    granted: Option<(String, Result<bool, ErrorCode>)>,
     /// Where to pick up once they are.
     resume: Option<Resume>,
     /// Set while a command runs again after its channels could not be made
@@ -56,8 +65,8 @@ pub struct Session {
 #[must_use]
 pub enum Step {
     Done,
-    /// Await `Node::ready` for these channels, then call `Session::resume`.
-    Await(Vec<String>),
+    /// Await `Node::prepare` with this, then call `Session::resume`.
+    Await(Wait),
 }
 
 enum Resume {
@@ -87,8 +96,16 @@ struct Connected {
     /// When the connection closes unless a `refresh` arrives first.
     expire_close_at: Option<Instant>,
     subscriptions: HashMap<String, Subscription>,
+    /// The user's personal channels (Herald's own, joined at connect).
+    personal: Vec<String>,
     next_ping: Instant,
     pong_deadline: Option<Instant>,
+}
+
+impl Connected {
+    fn is_personal(&self, channel: &str) -> bool {
+        self.personal.iter().any(|p| p == channel)
+    }
 }
 
 struct Subscription {
@@ -130,12 +147,22 @@ impl Session {
             node,
             outbox,
             control,
+            emulation: None,
             state: State::Connecting { stale_at },
             replies: Vec::new(),
             awaiting: Vec::new(),
+            awaiting_access: None,
+            granted: None,
             resume: None,
             ready_failed: false,
         }
+    }
+
+    /// A session whose commands arrive through `/emulation` requests: its
+    /// connect reply carries the session secret and the node id to send them with.
+    pub fn with_emulation(mut self, emulation: Emulation) -> Self {
+        self.emulation = Some(emulation);
+        self
     }
 
     /// The client id once connected.
@@ -153,16 +180,19 @@ impl Session {
         self.run_frame(frame, 0)
     }
 
-    /// Goes on after `Step::Await`: `ready` says whether the channels became
-    /// ready, and `frame` must be the frame last handed to `handle_frame`.
-    pub fn resume(&mut self, frame: &[u8], ready: bool) -> Result<Step, Disconnect> {
-        self.ready_failed = !ready;
+    /// Goes on after `Step::Await` with what `Node::prepare` answered; `frame`
+    /// must be the frame last handed to `handle_frame`. `prepared` is dropped
+    /// only once the command has run again, so its channels stay ready.
+    pub fn resume(&mut self, frame: &[u8], mut prepared: Prepared) -> Result<Step, Disconnect> {
+        self.ready_failed = !prepared.ready;
+        self.granted = prepared.access.take();
         let step = match self.resume.take() {
             Some(Resume::Frame(index)) => self.run_frame(frame, index),
             Some(Resume::Control(control)) => self.handle_control(control),
             None => Ok(Step::Done),
         };
         self.ready_failed = false;
+        self.granted = None;
         step
     }
 
@@ -189,17 +219,21 @@ impl Session {
             }
             // Only the command that waited gets the failed wait's answer.
             self.ready_failed = false;
+            self.granted = None;
         }
         Ok(Step::Done)
     }
 
     /// `Step::Await` when the command just run asked for channels.
     fn await_step(&mut self, resume: Resume) -> Option<Step> {
-        if self.awaiting.is_empty() {
+        if self.awaiting.is_empty() && self.awaiting_access.is_none() {
             return None;
         }
         self.resume = Some(resume);
-        Some(Step::Await(std::mem::take(&mut self.awaiting)))
+        Some(Step::Await(Wait {
+            channels: std::mem::take(&mut self.awaiting),
+            access: self.awaiting_access.take(),
+        }))
     }
 
     /// Whether `channels` are ready for a command about to change state.
@@ -296,7 +330,7 @@ impl Session {
             // Without a backend to proxy to, asynchronous messages have no receiver.
             Method::Send => Ok(()),
             Method::Rpc => {
-                self.error(id, ErrorCode::METHOD_NOT_FOUND);
+                self.rpc(id, command.rpc.unwrap_or_default());
                 Ok(())
             }
             Method::Refresh => self.refresh(id, command.refresh.unwrap_or_default()),
@@ -413,7 +447,6 @@ impl Session {
             return Ok(Step::Done);
         }
         match control {
-            Control::Disconnect(disconnect) => return Err(disconnect),
             Control::Subscribe { channel, data } => match self.readiness([channel.as_str()]) {
                 Readiness::Ready => self.server_subscribe(&channel, data.as_deref()),
                 Readiness::Waiting => {
@@ -430,7 +463,12 @@ impl Session {
                 self.remove_subscription(&channel, Some(Unsubscribe::SERVER));
             }
             Control::Resubscribe { channel } => {
-                self.remove_subscription(&channel, Some(Unsubscribe::INSUFFICIENT_STATE));
+                // The SDK cannot resubscribe to a personal channel (it is
+                // server-side), and it has no history to recover: it stays, and
+                // the next change brings the client current.
+                if !self.connected().is_personal(&channel) {
+                    self.remove_subscription(&channel, Some(Unsubscribe::INSUFFICIENT_STATE));
+                }
             }
             Control::Refresh { expired, expire_at } => {
                 if expired {
@@ -459,6 +497,10 @@ impl Session {
             return false;
         };
         let presence = self.node.hub.unsubscribe(channel, &c.handle.id);
+        if !c.is_personal(channel) {
+            self.node
+                .observe_subscription(channel, &subscription.info, false);
+        }
         if let Some(unsubscribe) = notify {
             let _ = c
                 .handle

@@ -14,6 +14,7 @@ use crate::hub::ClientHandle;
 use crate::node::{Node, PublishOptions};
 use herald_protocol::ErrorCode;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -37,6 +38,7 @@ impl Node {
     /// Registers a connection; when its user was offline, announces them online.
     pub fn connected(self: &Arc<Self>, handle: Arc<ClientHandle>) {
         let user = handle.user.clone();
+        self.observe("connect", || json!({"client": &*handle.id, "user": &*user}));
         if !self.hub.add_client(handle) || user.is_empty() {
             return;
         }
@@ -56,6 +58,10 @@ impl Node {
     /// Unregisters a connection; when it was its user's last, announces them offline.
     pub fn disconnected(self: &Arc<Self>, handle: &ClientHandle) {
         let user = handle.user.clone();
+        self.observe(
+            "disconnect",
+            || json!({"client": &*handle.id, "user": &*user}),
+        );
         if !self.hub.remove_client(handle) || user.is_empty() {
             return;
         }
@@ -103,6 +109,12 @@ impl Node {
     }
 
     fn announce_status(self: &Arc<Self>, user: &str, online: bool) {
+        let event = if online {
+            "user.online"
+        } else {
+            "user.offline"
+        };
+        self.observe(event, || json!({"user": user, "last_seen": now_ms()}));
         if !self.namespaces.named.contains_key(STATUS_NAMESPACE) {
             return;
         }

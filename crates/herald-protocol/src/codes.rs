@@ -17,6 +17,43 @@ pub struct ErrorCode {
     pub temporary: bool,
 }
 
+/// An error whose message names what was wrong (a field, an id), for methods
+/// whose callers need more than the code's fixed text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DetailedError {
+    pub code: u32,
+    pub message: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub temporary: bool,
+}
+
+impl DetailedError {
+    /// `code`'s text followed by the detail: "bad request: cursor: ...".
+    pub fn new(code: ErrorCode, detail: impl std::fmt::Display) -> Self {
+        Self {
+            code: code.code,
+            message: format!("{}: {detail}", code.message),
+            temporary: code.temporary,
+        }
+    }
+}
+
+impl From<ErrorCode> for DetailedError {
+    fn from(code: ErrorCode) -> Self {
+        Self {
+            code: code.code,
+            message: code.message.to_string(),
+            temporary: code.temporary,
+        }
+    }
+}
+
+impl std::fmt::Display for DetailedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.code, self.message)
+    }
+}
+
 const fn error(code: u32, message: &'static str, temporary: bool) -> ErrorCode {
     ErrorCode {
         code,

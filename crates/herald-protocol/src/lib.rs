@@ -19,7 +19,7 @@ pub mod frame;
 pub mod push;
 pub mod reply;
 
-pub use codes::{Disconnect, ErrorCode, Unsubscribe};
+pub use codes::{DetailedError, Disconnect, ErrorCode, Unsubscribe};
 pub use command::{Command, Method};
 pub use frame::{FrameDecoder, pack_frame};
 pub use push::ClientInfo;

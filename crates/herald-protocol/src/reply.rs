@@ -3,7 +3,6 @@
 //! A reply is `{"id":N,"<method>":{result}}` or `{"id":N,"error":{...}}`. Results
 //! omit fields that hold their default value, as the protocol's JSON form does.
 
-use crate::codes::ErrorCode;
 use crate::push::ClientInfo;
 use bytes::Bytes;
 use serde::Serialize;
@@ -31,11 +30,12 @@ impl Reply {
         encode(&envelope)
     }
 
-    pub fn error(id: u32, error: &ErrorCode) -> Bytes {
+    /// An error reply; `error` is an `ErrorCode` or a `DetailedError`.
+    pub fn error<E: Serialize>(id: u32, error: &E) -> Bytes {
         #[derive(Serialize)]
-        struct Envelope<'a> {
+        struct Envelope<'a, E> {
             id: u32,
-            error: &'a ErrorCode,
+            error: &'a E,
         }
         encode(&Envelope { id, error })
     }
@@ -80,6 +80,9 @@ pub struct ConnectResult<'a> {
     pub pong: bool,
     #[serde(skip_serializing_if = "str::is_empty")]
     pub node: &'a str,
+    /// The secret an HTTP-streaming or SSE client names its commands with.
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub session: &'a str,
 }
 
 #[derive(Debug, Default, Serialize)]

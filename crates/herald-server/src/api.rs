@@ -10,7 +10,7 @@ use herald_core::engine::Draft;
 use herald_core::history::HistoryQuery;
 use herald_core::metrics as names;
 use herald_core::node::{Node, PublishOptions};
-use herald_protocol::{Disconnect, ErrorCode};
+use herald_protocol::{DetailedError, Disconnect, ErrorCode};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
@@ -27,6 +27,24 @@ pub enum ApiError {
     Malformed(String),
     /// No such method: HTTP 404.
     UnknownMethod(String),
+    /// Answered like `Code`, with a message naming what was wrong.
+    Detailed(DetailedError),
+}
+
+impl ApiError {
+    /// The error as a client sees it in `{"error": ...}`.
+    pub fn into_detailed(self) -> DetailedError {
+        match self {
+            ApiError::Code(error) => error.into(),
+            ApiError::Detailed(error) => error,
+            ApiError::Malformed(why) => DetailedError {
+                code: ErrorCode::BAD_REQUEST.code,
+                message: why,
+                temporary: false,
+            },
+            ApiError::UnknownMethod(name) => DetailedError::new(ErrorCode::METHOD_NOT_FOUND, name),
+        }
+    }
 }
 
 impl From<ErrorCode> for ApiError {
@@ -46,41 +64,55 @@ pub async fn handle(
         metrics::counter!(names::API_ERRORS, "method" => "auth", "code" => "401").increment(1);
         return (StatusCode::UNAUTHORIZED, "unauthorized\n").into_response();
     }
-    let method_label = if KNOWN_METHODS.contains(&method.as_str()) {
-        method.clone()
-    } else {
-        "unknown".into()
-    };
+    answer(&app, &method, &body).await
+}
+
+/// Runs `method` with the JSON `body` and answers it; the caller has checked
+/// who may call.
+pub(crate) async fn answer(app: &App, method: &str, body: &[u8]) -> Response {
+    let known = KNOWN_METHODS.contains(&method) || herald_apps::api::METHODS.contains(&method);
+    let method_label = if known { method } else { "unknown" }.to_string();
     metrics::counter!(names::API_REQUESTS, "method" => method_label.clone()).increment(1);
-    let params: &RawValue =
-        match serde_json::from_slice(if body.is_empty() { b"{}" } else { &body }) {
-            Ok(params) => params,
-            Err(e) => return malformed(&method_label, format!("invalid JSON body: {e}")),
-        };
+    let params: &RawValue = match serde_json::from_slice(if body.is_empty() { b"{}" } else { body })
+    {
+        Ok(params) => params,
+        Err(e) => return malformed(&method_label, format!("invalid JSON body: {e}")),
+    };
     let outcome = if method == "batch" {
-        batch(&app.node, params)
+        batch(app, params)
             .await
             .map(|replies| json!({ "replies": replies }))
     } else {
-        call(&app.node, &method, params)
+        dispatch(app, method, params)
             .await
             .map(|result| json!({ "result": result }))
     };
-    match outcome {
-        Ok(body) => axum::Json(body).into_response(),
-        Err(ApiError::Code(error)) => {
-            metrics::counter!(names::API_ERRORS, "method" => method_label, "code" => error.code.to_string()).increment(1);
-            axum::Json(json!({ "error": error })).into_response()
-        }
-        Err(ApiError::Malformed(why)) => malformed(&method_label, why),
+    let error = match outcome {
+        Ok(body) => return axum::Json(body).into_response(),
+        Err(ApiError::Malformed(why)) => return malformed(&method_label, why),
         Err(ApiError::UnknownMethod(name)) => {
             metrics::counter!(names::API_ERRORS, "method" => "unknown", "code" => "404")
                 .increment(1);
             let error = ErrorCode::METHOD_NOT_FOUND;
             let body = json!({ "error": { "code": error.code, "message": format!("{}: {name}", error.message) } });
-            (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
+            return (StatusCode::NOT_FOUND, axum::Json(body)).into_response();
         }
+        Err(error) => error.into_detailed(),
+    };
+    metrics::counter!(names::API_ERRORS, "method" => method_label, "code" => error.code.to_string()).increment(1);
+    axum::Json(json!({ "error": error })).into_response()
+}
+
+/// The inbox and chat answer their own methods; the core answers the rest.
+pub(crate) async fn dispatch(
+    app: &App,
+    method: &str,
+    params: &RawValue,
+) -> Result<Value, ApiError> {
+    if let Some(call) = app.apps.as_ref().and_then(|a| a.api(method, params.get())) {
+        return call.await.map_err(ApiError::Detailed);
     }
+    call(&app.node, method, params).await
 }
 
 fn malformed(method: &str, why: String) -> Response {
@@ -110,7 +142,7 @@ fn authorized(key: &str, headers: &HeaderMap) -> bool {
     given.is_some_and(|given| constant_time_eq(given.trim().as_bytes(), key.as_bytes()))
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -384,7 +416,7 @@ struct BatchParams {
 }
 
 /// Runs each command in order; each reply is `{"<method>": result}` or `{"error": ...}`.
-async fn batch(node: &Node, raw: &RawValue) -> Result<Vec<Value>, ApiError> {
+async fn batch(app: &App, raw: &RawValue) -> Result<Vec<Value>, ApiError> {
     let p: BatchParams = params(raw)?;
     let mut replies = Vec::with_capacity(p.commands.len());
     for command in &p.commands {
@@ -396,13 +428,9 @@ async fn batch(node: &Node, raw: &RawValue) -> Result<Vec<Value>, ApiError> {
         if method == "batch" {
             return Err(ApiError::Malformed("batch commands cannot nest".into()));
         }
-        replies.push(match call(node, method, params).await {
+        replies.push(match dispatch(app, method, params).await {
             Ok(result) => json!({ method.clone(): result }),
-            Err(ApiError::Code(e)) => json!({ "error": e }),
-            Err(ApiError::Malformed(why)) => json!({ "error": { "code": 107, "message": why } }),
-            Err(ApiError::UnknownMethod(_)) => {
-                json!({ "error": { "code": 104, "message": "method not found" } })
-            }
+            Err(error) => json!({ "error": error.into_detailed() }),
         });
     }
     Ok(replies)

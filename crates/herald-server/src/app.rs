@@ -8,10 +8,19 @@ use tokio::sync::Notify;
 
 pub struct App {
     pub node: Arc<Node>,
+    /// The inbox and chat; `None` when both are switched off.
+    pub apps: Option<Arc<herald_apps::Apps>>,
+    /// `None` unless `webhooks.url` is set.
+    pub webhooks: Option<herald_webhooks::Webhooks>,
+    /// The HMAC secret the demo mints tokens with; `None` unless `[demo] enabled`.
+    pub demo_secret: Option<String>,
+    /// `[admin] password`; empty when the admin page is off.
+    pub admin_password: String,
     pub writer_metrics: WriterMetrics,
     pub api_key: String,
     pub allowed_origins: Vec<String>,
     pub max_message_bytes: usize,
+    pub transports: crate::config::TransportsSection,
     pub shutdown: Shutdown,
     pub connections: ConnectionTracker,
 }

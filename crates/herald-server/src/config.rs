@@ -1,7 +1,14 @@
 //! The TOML config file, its `HERALD_<SECTION>_<KEY>` environment overrides, and
 //! validation that reports every problem at once, each naming its key path.
 
+mod apps;
 mod broker;
+mod web;
+mod webhooks;
+
+pub use apps::{ChatSection, InboxSection};
+pub use web::{AdminSection, DemoSection, TransportsSection};
+pub use webhooks::WebhooksSection;
 
 use herald_core::ChannelOptions;
 use serde::Deserialize;
@@ -19,6 +26,12 @@ pub struct Config {
     pub client: ClientSection,
     pub storage: StorageSection,
     pub broker: BrokerSection,
+    pub inbox: InboxSection,
+    pub chat: ChatSection,
+    pub webhooks: WebhooksSection,
+    pub transports: TransportsSection,
+    pub admin: AdminSection,
+    pub demo: DemoSection,
     pub channel: ChannelSection,
 }
 
@@ -226,9 +239,22 @@ fn channel_section(table: &toml::Table, errors: &mut Vec<String>) -> ChannelSect
 }
 
 /// Sections that `HERALD_<SECTION>_<KEY>` may override.
-const SECTIONS: [&str; 6] = ["server", "auth", "api", "client", "storage", "broker"];
+const SECTIONS: [&str; 12] = [
+    "server",
+    "auth",
+    "api",
+    "client",
+    "storage",
+    "broker",
+    "inbox",
+    "chat",
+    "webhooks",
+    "transports",
+    "admin",
+    "demo",
+];
 /// Keys whose environment value is a comma-separated list.
-const LIST_KEYS: [&str; 1] = ["allowed_origins"];
+const LIST_KEYS: [&str; 2] = ["allowed_origins", "events"];
 
 /// Loads the file (if any), applies environment overrides, then validates.
 /// Every problem found is returned, each naming its key path.
@@ -251,6 +277,12 @@ pub fn load(path: Option<&Path>, env: &HashMap<String, String>) -> Result<Config
         client: section(&table, "client", &mut errors),
         storage: section(&table, "storage", &mut errors),
         broker: section(&table, "broker", &mut errors),
+        inbox: section(&table, "inbox", &mut errors),
+        chat: section(&table, "chat", &mut errors),
+        webhooks: section(&table, "webhooks", &mut errors),
+        transports: section(&table, "transports", &mut errors),
+        admin: section(&table, "admin", &mut errors),
+        demo: section(&table, "demo", &mut errors),
         channel: channel_section(&table, &mut errors),
     };
     for key in table.keys() {
@@ -324,12 +356,15 @@ pub fn parse_duration(key: &str, value: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{key}: `{value}` is not a duration like \"25s\" or \"10m\": {e}"))
 }
 
-/// Namespace names the built-in features will own.
-const RESERVED_NAMESPACES: [&str; 2] = ["inbox", "chat"];
+/// Namespace names the built-in features own.
+const RESERVED_NAMESPACES: [&str; 2] = [herald_apps::INBOX_NAMESPACE, herald_apps::CHAT_NAMESPACE];
 
 impl Config {
     fn validate(&self) -> Vec<String> {
         let mut errors = Vec::new();
+        self.chat.check(&mut errors);
+        self.webhooks.check(&mut errors);
+        self.admin.check(&mut errors);
         if self.server.listen.parse::<SocketAddr>().is_err() {
             errors.push(format!(
                 "server.listen: `{}` is not an address like \"127.0.0.1:8000\"",

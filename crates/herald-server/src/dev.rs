@@ -24,19 +24,28 @@ fn open_namespace() -> ChannelOptions {
     }
 }
 
-/// A config with fresh secrets and the demo namespaces.
+/// A config with fresh secrets, the demo and its namespaces, and an admin
+/// password.
 pub fn config() -> Config {
     let mut config = Config::default();
     config.auth.hmac_secret = tokens::random_secret(32);
     config.api.key = tokens::random_secret(32);
     config.client.allow_anonymous_connect_without_token = true;
     config.channel.without_namespace = open_namespace();
-    for name in ["orders", "dashboard", "news"] {
+    for name in ["dashboard", "news", "status"] {
         config
             .channel
             .namespaces
             .push((name.into(), open_namespace()));
     }
+    // An order channel is a live document: a subscribe gets its latest state.
+    let orders = ChannelOptions {
+        force_recovery_mode: Some("cache".into()),
+        ..open_namespace()
+    };
+    config.channel.namespaces.push(("orders".into(), orders));
+    config.demo.enabled = true;
+    config.admin.password = tokens::random_secret(16);
     config.channel.namespaces.push((
         "dm".into(),
         ChannelOptions {
@@ -64,9 +73,10 @@ pub fn banner(config: &Config, url: &str) -> String {
         "",
         "Herald is running with dev defaults (no config file). Secrets below are new on every start.",
         "",
-        "  Open:        {url}/",
+        "  Demo:        {url}/    (open it in two windows, as two roles)",
         "  WebSocket:   {ws}/connection/websocket",
         "  Health:      {url}/health      Metrics: {url}/metrics",
+        "  Admin:       {url}/admin       password: {admin}",
         "",
         "  HMAC secret: {secret}",
         "  API key:     {key}",
@@ -84,5 +94,6 @@ pub fn banner(config: &Config, url: &str) -> String {
         .replace("{ws}", &url.replacen("http", "ws", 1))
         .replace("{secret}", &config.auth.hmac_secret)
         .replace("{key}", &config.api.key)
+        .replace("{admin}", &config.admin.password)
         .replace("{token}", &token)
 }

@@ -6,6 +6,7 @@ pub fn render() -> String {
     TEMPLATE
         .replace("{HMAC_SECRET}", &random_secret(40))
         .replace("{API_KEY}", &random_secret(40))
+        .replace("{ADMIN_PASSWORD}", &random_secret(24))
 }
 
 const TEMPLATE: &str = r#"# Herald config. Every key can be overridden by an environment variable
@@ -59,6 +60,35 @@ kind = "memory"
 # For a Cluster instead: cluster_urls = ["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"]
 # prefix = "herald"          # starts every Redis key, so apps can share one Redis
 
+[inbox]
+enabled = true                      # notifications: docs/inbox.md
+
+[chat]
+enabled = true                      # conversations: docs/chat.md
+max_text_length = 4000
+
+[webhooks]
+# POST signed events to your backend (docs/webhooks.md); empty url: off.
+url = ""
+# secret = "a long random string"
+# events = ["user.online", "user.offline", "chat.message"]   # empty: all
+
+[transports]
+# Fallbacks for browsers behind proxies that block WebSocket; the SDK tries
+# them in the order the app lists them (docs/transports.md).
+http_stream = true
+sse = true
+
+[admin]
+# The HTTP Basic password of the admin page at /admin (any user name).
+# Remove it to switch the page off.
+password = "{ADMIN_PASSWORD}"
+
+[demo]
+# The demo at / mints tokens for anyone and calls the API without its key:
+# for trying Herald out, never in production.
+enabled = false
+
 [channel.without_namespace]
 presence = true
 allow_subscribe_for_client = true
@@ -94,6 +124,8 @@ mod tests {
         std::fs::write(&path, &first).unwrap();
         let config = crate::config::load(Some(&path), &Default::default()).unwrap();
         assert_eq!(config.auth.hmac_secret.len(), 40);
+        assert_eq!(config.admin.password.len(), 24);
+        assert!(!config.demo.enabled, "the demo is for dev defaults only");
         assert_eq!(config.channel.namespaces.len(), 3);
         assert_eq!(config.storage.url, None, "SQLite stays the default");
         assert!(

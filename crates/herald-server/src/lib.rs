@@ -5,9 +5,12 @@
 //! - [`cli`]: the command line; `main.rs` runs it.
 //! - [`config`]: the TOML file, environment overrides and `checkconfig` validation.
 //! - [`server`]: builds the node, routes HTTP, serves and drains on shutdown.
-//! - [`storage`]: picks and opens the durable history store (SQLite or PostgreSQL).
+//! - [`storage`]: picks and opens the durable history store (SQLite or PostgreSQL),
+//!   and the database of the inbox, chat and webhook outbox.
+//! - [`features`]: starts the inbox, chat and webhooks and plugs them into the node.
 //! - [`transport`]: the WebSocket transport (`/connection/websocket`).
 //! - [`api`]: the server HTTP API (`POST /api/<method>`).
+//! - [`web`]: embedded assets, the demo at `/` and the admin page at `/admin`.
 //! - [`app`]: state shared by all handlers.
 //! - [`metrics`]: the Prometheus recorder behind `/metrics`.
 //! - [`shutdown`]: the shutdown signal every task listens to.
@@ -19,6 +22,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod dev;
+pub mod features;
 pub mod genconfig;
 pub mod metrics;
 pub mod server;
@@ -26,6 +30,7 @@ pub mod shutdown;
 pub mod storage;
 pub mod tokens;
 pub mod transport;
+pub mod web;
 
 pub use config::Config;
 pub use server::{RunningServer, start};

@@ -113,8 +113,17 @@ fn serve(env: &HashMap<String, String>, path: Option<&Path>, listen: Option<Stri
         },
         None => {
             let mut config = dev::config();
-            if let Some(listen) = env.get("HERALD_SERVER_LISTEN") {
-                config.server.listen = listen.clone();
+            // The few keys worth pinning while trying things out (say, to keep
+            // a Django app's secrets across restarts); a config file takes all.
+            for (variable, value) in [
+                ("HERALD_SERVER_LISTEN", &mut config.server.listen),
+                ("HERALD_AUTH_HMAC_SECRET", &mut config.auth.hmac_secret),
+                ("HERALD_API_KEY", &mut config.api.key),
+                ("HERALD_ADMIN_PASSWORD", &mut config.admin.password),
+            ] {
+                if let Some(given) = env.get(variable) {
+                    *value = given.clone();
+                }
             }
             (config, true)
         }

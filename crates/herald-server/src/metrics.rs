@@ -68,4 +68,19 @@ fn describe() {
         "Failed history commits (publishers got error 100)"
     );
     metrics::describe_counter!(names::RECOVERIES, "Recovering subscribes, by outcome");
+    metrics::describe_counter!(
+        crate::transport::emulation::EMULATION_REQUESTS,
+        "Commands of HTTP-streaming and SSE clients (/emulation requests), by outcome"
+    );
+    use herald_apps::metrics as apps;
+    metrics::describe_counter!(apps::NOTIFICATIONS, "Notifications stored");
+    metrics::describe_counter!(apps::CHAT_MESSAGES, "Chat messages stored");
+    metrics::describe_counter!(
+        apps::DATABASE_ERRORS,
+        "Inbox and chat database errors (answered 100), by operation"
+    );
+    metrics::describe_counter!(
+        apps::PUSH_ERRORS,
+        "Inbox and chat live pushes that failed after their change was stored"
+    );
 }

@@ -3,10 +3,11 @@
 use crate::app::{App, ConnectionTracker, WriterMetrics};
 use crate::config::{Config, parse_duration};
 use crate::shutdown::{self, Trigger};
-use crate::{api, metrics, transport};
+use crate::transport::emulation;
+use crate::{api, metrics, transport, web};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::response::{Html, IntoResponse};
+use axum::response::IntoResponse;
 use axum::routing::{any, get, post};
 use herald_core::{
     ClientLimits, Namespaces, Node, NodeConfig, OutboxLimits, TokenVerifier, VerifierKeys,
@@ -15,6 +16,9 @@ use herald_redis::RedisBroker;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// How long shutdown waits for webhook events to reach the outbox.
+const WEBHOOK_FLUSH: Duration = Duration::from_secs(5);
 
 /// A server that is listening; dropping it does not stop it, `shutdown` does.
 pub struct RunningServer {
@@ -77,10 +81,13 @@ pub async fn build_node(config: &Config) -> Result<Node, StartError> {
     } else {
         config.server.name.clone()
     };
-    let namespaces = Namespaces {
+    let mut namespaces = Namespaces {
         without_namespace: config.channel.without_namespace.clone(),
         named: config.channel.namespaces.iter().cloned().collect(),
     };
+    namespaces
+        .named
+        .extend(herald_apps::namespaces(&config.app_settings()));
     let node_config = NodeConfig {
         name,
         namespaces,
@@ -116,8 +123,39 @@ async fn connect_broker(
 }
 
 pub fn router(app: Arc<App>, max_body_bytes: usize) -> Router {
+    let admin = Router::new()
+        .route("/admin", get(web::admin::page))
+        .route("/admin/", get(web::admin::page))
+        .route("/admin/api/overview", get(web::admin::overview))
+        .route("/admin/api/presence", get(web::admin::presence))
+        .route("/admin/api/publish", post(web::admin::publish))
+        .route("/admin/api/stats", get(web::admin::stats))
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            web::admin::guard,
+        ));
+    // The HTTP transports take client commands, so client limits apply.
+    let http_transports = Router::new()
+        .route(
+            "/connection/http_stream",
+            post(emulation::http_stream).options(emulation::preflight),
+        )
+        .route(
+            "/connection/sse",
+            get(emulation::sse).options(emulation::preflight),
+        )
+        .route(
+            "/emulation",
+            post(emulation::emulation).options(emulation::preflight),
+        )
+        .layer(DefaultBodyLimit::max(app.max_message_bytes));
     Router::new()
-        .route("/", get(index))
+        .merge(admin)
+        .merge(http_transports)
+        .route("/", get(web::demo::index))
+        .route("/assets/{*path}", get(web::assets::serve))
+        .route("/demo/session", post(web::demo::session))
+        .route("/demo/backend/{method}", post(web::demo::backend))
         .route("/connection/websocket", any(transport::websocket::upgrade))
         .route("/api/{method}", post(api::handle))
         .route("/health", get(health))
@@ -141,14 +179,11 @@ async fn health(axum::extract::State(app): axum::extract::State<Arc<App>>) -> im
     }
 }
 
-async fn index() -> impl IntoResponse {
-    Html(include_str!("index.html"))
-}
-
 /// Binds and starts serving in the background.
 pub async fn start(config: &Config) -> Result<RunningServer, StartError> {
     metrics::handle();
     let node = Arc::new(build_node(config).await?);
+    let features = crate::features::start(config, &node).await?;
     let listener = tokio::net::TcpListener::bind(&config.server.listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -165,15 +200,27 @@ pub async fn start(config: &Config) -> Result<RunningServer, StartError> {
     }
     let app = Arc::new(App {
         node,
+        apps: features.apps,
+        webhooks: features.webhooks,
+        demo_secret: config.demo.enabled.then(|| config.auth.hmac_secret.clone()),
+        admin_password: config.admin.password.clone(),
         writer_metrics: WriterMetrics::register(),
         api_key: config.api.key.clone(),
         allowed_origins: config.server.allowed_origins.clone(),
         max_message_bytes: config.client.max_message_bytes,
+        transports: config.transports.clone(),
         shutdown: shutdown.clone(),
         connections: ConnectionTracker::default(),
     });
     let router = router(app.clone(), config.api.max_body_bytes);
     let mut stop = shutdown;
+    // Small frames go out at once: with Nagle's algorithm a push waits for
+    // the client's delayed ACK of the previous one, about 40 ms on Linux.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY");
+        }
+    });
     let task = tokio::spawn(async move {
         let serve =
             axum::serve(listener, router).with_graceful_shutdown(async move { stop.recv().await });
@@ -208,5 +255,9 @@ impl RunningServer {
             );
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), self.task).await;
+        if let Some(webhooks) = &self.app.webhooks {
+            // Events of the closing connections go to the outbox for next time.
+            let _ = tokio::time::timeout(WEBHOOK_FLUSH, webhooks.shutdown()).await;
+        }
     }
 }

@@ -3,8 +3,9 @@
 //! `storage.url` selects PostgreSQL and implies durability; otherwise
 //! `storage.durable` chooses between SQLite under `storage.path` and memory.
 
-use crate::config::StorageSection;
+use crate::config::{Config, StorageSection};
 use crate::server::StartError;
+use herald_apps::{Db, Location};
 use herald_core::durable::{DurableLog, Snapshot};
 use herald_postgres::PgLog;
 use herald_sqlite::{SqliteLog, Sync};
@@ -45,6 +46,45 @@ pub async fn open_durable_store(
         "history loaded"
     );
     Ok(Some((log, snapshot)))
+}
+
+/// The database of the inbox, chat and the webhook outbox: PostgreSQL with
+/// `storage.url`, else SQLite beside the history (in memory when
+/// `storage.durable` is off); `None` when all three are off.
+pub async fn open_app_store(config: &Config) -> Result<Option<Db>, StartError> {
+    if !config.inbox.enabled && !config.chat.enabled && !config.webhooks.enabled() {
+        return Ok(None);
+    }
+    let storage = &config.storage;
+    let location = match &storage.url {
+        Some(url) => Location::Postgres(url),
+        None if storage.durable => Location::SqliteDir(&storage.path),
+        None => Location::Memory,
+    };
+    if config.broker.kind == "redis" && storage.url.is_none() {
+        tracing::warn!(
+            "inbox and chat data stay on this node: set storage.url to a PostgreSQL database \
+             that every node shares"
+        );
+    }
+    let db = Db::open(location)
+        .await
+        .map_err(|e| StartError::Storage(mask(e.to_string(), storage.url.as_deref())))?;
+    let kind = if storage.url.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    tracing::info!(kind, "inbox and chat database open");
+    Ok(Some(db))
+}
+
+/// Errors may quote the URL: never print its password.
+fn mask(text: String, url: Option<&str>) -> String {
+    match url {
+        Some(url) => text.replace(url, &herald_postgres::mask_password(url)),
+        None => text,
+    }
 }
 
 #[cfg(test)]

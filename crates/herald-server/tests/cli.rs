@@ -149,13 +149,15 @@ fn serve_with_dev_defaults_prints_where_to_look_and_stops_on_sigterm() {
         first.starts_with("herald listening on http://127.0.0.1:"),
         "{first}"
     );
-    let banner: Vec<String> = lines.by_ref().take(14).map(Result::unwrap).collect();
+    let banner: Vec<String> = lines.by_ref().take(16).map(Result::unwrap).collect();
     let banner = banner.join("\n");
     for expected in [
         "API key:",
         "HMAC secret:",
         "curl -s -X POST",
         "Token (user \"demo\"",
+        "Demo:",
+        "Admin:",
     ] {
         assert!(
             banner.contains(expected),

@@ -188,7 +188,10 @@ async fn token_channels_claim_makes_server_side_subscriptions() {
     let mut client = Client::open(&server.ws_url()).await;
     let token = sign(json!({"sub": "5", "channels": ["feed"], "exp": now() + 60}));
     let reply = client.call(json!({"connect": {"token": token}})).await;
-    assert_eq!(reply["connect"]["subs"], json!({"feed": {}}));
+    assert_eq!(
+        reply["connect"]["subs"],
+        json!({"feed": {}, "inbox:#5": {}})
+    );
     server
         .api("publish", json!({"channel": "feed", "data": "x"}))
         .await;

@@ -85,12 +85,18 @@ async fn info_channels_presence_broadcast_and_batch() {
         (node["num_clients"].clone(), node["num_users"].clone()),
         (json!(2), json!(2))
     );
-    assert_eq!(node["num_subs"], json!(3));
+    // Three, and each connection's personal inbox channel.
+    assert_eq!(node["num_subs"], json!(5));
 
     let (_, channels) = server.api("channels", json!({})).await;
     assert_eq!(
         channels["result"]["channels"],
-        json!({"one": {"num_clients": 2}, "two": {"num_clients": 1}})
+        json!({
+            "one": {"num_clients": 2},
+            "two": {"num_clients": 1},
+            "inbox:#a": {"num_clients": 1},
+            "inbox:#b": {"num_clients": 1},
+        })
     );
     let (_, filtered) = server.api("channels", json!({"pattern": "t*"})).await;
     assert_eq!(

@@ -17,7 +17,7 @@ import { before, after, afterEach } from 'node:test';
 import WebSocket from 'ws';
 import { Centrifuge } from 'centrifuge';
 
-import { startHerald, SECRET } from './server.js';
+import { startHerald, startCluster, SECRET } from './server.js';
 
 export {
   NODE_DIR, HERALD_BIN, SECRET, API_KEY, renderConfig, startHerald,
@@ -44,6 +44,26 @@ export function useHerald(config = {}) {
     },
   });
   return { srv, pool };
+}
+
+/**
+ * Runs `fn(cluster, pool)` against a fresh Redis and two nodes with `namespaces`;
+ * always stops them and closes the clients. On failure the node and Redis log
+ * tails, and the last frames of each client's wire log, are test diagnostics.
+ */
+export async function withCluster(t, namespaces, fn) {
+  const cluster = await startCluster({ nodes: 2, namespaces });
+  const pool = new ClientPool();
+  try {
+    await fn(cluster, pool);
+  } catch (e) {
+    t.diagnostic(cluster.logTails());
+    for (const c of pool.clients) if (c.wire) t.diagnostic(`wire: ${safeJson(c.wire.log?.slice(-30))}`);
+    throw e;
+  } finally {
+    pool.closeAll();
+    await cluster.stop();
+  }
 }
 
 // ---------------------------------------------------------------- JWT -----

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 
 import {
-  ClientPool, connToken, startCluster, startProxy, redisSkip, waitFor, safeJson,
+  connToken, startProxy, redisSkip, waitFor, safeJson, withCluster,
 } from './harness.js';
 import {
   historyNs, publishSeq, publishSentinel, oneEpoch, pairs, trackedSubscription,
@@ -17,25 +17,6 @@ import {
 
 const skip = redisSkip();
 const NAMESPACES = [historyNs('history', { history_size: 1000 })];
-
-/**
- * Run `fn(cluster, pool)` against a fresh Redis + 2 nodes; always stops them
- * and closes the clients. On failure the node and Redis log tails are
- * reported as test diagnostics.
- */
-async function withCluster(t, fn) {
-  const cluster = await startCluster({ nodes: 2, namespaces: NAMESPACES });
-  const pool = new ClientPool();
-  try {
-    await fn(cluster, pool);
-  } catch (e) {
-    t.diagnostic(cluster.logTails());
-    throw e;
-  } finally {
-    pool.closeAll();
-    await cluster.stop();
-  }
-}
 
 /** Poll `node`'s /health until it answers `status`; returns the last answer. */
 async function healthBecomes(node, status, timeoutMs) {
@@ -65,7 +46,7 @@ function assertIncreasing(offsets, what) {
 
 const range = (from, to) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
-test('a publication through node B reaches a subscriber on node A: offsets increase, epoch is the one B reports', { skip }, (t) => withCluster(t, async ({ nodes: [a, b] }, pool) => {
+test('a publication through node B reaches a subscriber on node A: offsets increase, epoch is the one B reports', { skip }, (t) => withCluster(t, NAMESPACES, async ({ nodes: [a, b] }, pool) => {
   const ch = 'history:cross';
   const [client] = await pool.connected(a, { token: connToken('x1') });
   const { log, ctx } = await trackedSubscription(client, ch);
@@ -88,7 +69,7 @@ test('a publication through node B reaches a subscriber on node A: offsets incre
     'A answers history like B');
 }));
 
-test('behind a load balancer: node A is killed, the SDK reconnects to node B and recovers every publication once, in order', { skip }, (t) => withCluster(t, async ({ nodes: [a, b] }, pool) => {
+test('behind a load balancer: node A is killed, the SDK reconnects to node B and recovers every publication once, in order', { skip }, (t) => withCluster(t, NAMESPACES, async ({ nodes: [a, b] }, pool) => {
   const ch = 'history:lb';
   const N = 30;
   const proxy = await startProxy(a);
@@ -129,7 +110,7 @@ test('behind a load balancer: node A is killed, the SDK reconnects to node B and
   }
 }));
 
-test('Redis restarts in the middle of a publish stream: only temporary errors, every acknowledged publication reaches node A once, in order', { skip }, (t) => withCluster(t, async ({ redis, nodes: [a, b] }, pool) => {
+test('Redis restarts in the middle of a publish stream: only temporary errors, every acknowledged publication reaches node A once, in order', { skip }, (t) => withCluster(t, NAMESPACES, async ({ redis, nodes: [a, b] }, pool) => {
   const ch = 'history:chaos';
   const [client] = await pool.connected(a, { token: connToken('x3') });
   const { log } = await trackedSubscription(client, ch);

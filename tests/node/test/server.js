@@ -41,7 +41,7 @@ function tomlTable(header, obj) {
 
 /**
  * Build a config file text.
- * opts: { server, auth, api, client, storage, broker, withoutNamespace, namespaces: [{name, ...}] }
+ * opts: { server, auth, api, client, storage, broker, transports, withoutNamespace, namespaces: [{name, ...}] }
  * Sections are merged over sensible defaults from CONTRACT.md.
  */
 export function renderConfig(opts = {}) {
@@ -60,6 +60,7 @@ export function renderConfig(opts = {}) {
   }
   if (opts.storage) parts.push(tomlTable('[storage]', opts.storage));
   if (opts.broker) parts.push(tomlTable('[broker]', opts.broker));
+  if (opts.transports) parts.push(tomlTable('[transports]', opts.transports));
   for (const ns of opts.namespaces || []) {
     parts.push(tomlTable('[[channel.namespaces]]', ns));
   }
@@ -67,6 +68,41 @@ export function renderConfig(opts = {}) {
 }
 
 // -------------------------------------------------------------- server ----
+
+/**
+ * Waits for a spawned herald's "herald listening on" line (its stdout must be
+ * set to utf8) and resolves with its URL. On a timeout (the process is killed)
+ * or an early exit it rejects, with `describe()` appended to the message.
+ */
+export function listeningUrl(child, timeoutMs, describe) {
+  let stdout = '';
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      cleanup();
+      child.kill('SIGKILL');
+      reject(new Error(`herald did not print "herald listening on" within ${timeoutMs} ms\nstdout:\n${stdout}\n${describe()}`));
+    }, timeoutMs);
+    const onData = (d) => {
+      stdout += d;
+      const m = stdout.match(/herald listening on (http:\/\/\S+)/);
+      if (m) {
+        cleanup();
+        resolve(m[1].replace(/\/+$/, ''));
+      }
+    };
+    const onExit = (code, signal) => {
+      cleanup();
+      reject(new Error(`herald exited before listening (code ${code}, signal ${signal})\n${describe()}`));
+    };
+    function cleanup() {
+      clearTimeout(timer);
+      child.stdout.off('data', onData);
+      child.off('exit', onExit);
+    }
+    child.stdout.on('data', onData);
+    child.once('exit', onExit);
+  });
+}
 
 /**
  * Spawn `herald serve --config configPath` in `cwd` and wait for its
@@ -79,7 +115,6 @@ async function launch({ configPath, cwd, env, startTimeoutMs, log, configText })
     env: { ...process.env, RUST_BACKTRACE: '1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  let stdout = '';
   child.stderr.setEncoding('utf8');
   child.stderr.on('data', (d) => {
     log.text += d;
@@ -88,32 +123,8 @@ async function launch({ configPath, cwd, env, startTimeoutMs, log, configText })
   child.stdout.setEncoding('utf8');
   const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
 
-  const url = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      cleanup();
-      child.kill('SIGKILL');
-      reject(new Error(`herald did not print "herald listening on" within ${startTimeoutMs} ms\nstdout:\n${stdout}\nstderr:\n${log.text.slice(-4000)}`));
-    }, startTimeoutMs);
-    const onData = (d) => {
-      stdout += d;
-      const m = stdout.match(/herald listening on (http:\/\/\S+)/);
-      if (m) {
-        cleanup();
-        resolve(m[1].replace(/\/+$/, ''));
-      }
-    };
-    const onExit = (code, signal) => {
-      cleanup();
-      reject(new Error(`herald exited before listening (code ${code}, signal ${signal})\nconfig:\n${configText}\nstderr:\n${log.text.slice(-4000)}`));
-    };
-    function cleanup() {
-      clearTimeout(timer);
-      child.stdout.off('data', onData);
-      child.off('exit', onExit);
-    }
-    child.stdout.on('data', onData);
-    child.once('exit', onExit);
-  });
+  const url = await listeningUrl(child, startTimeoutMs,
+    () => `config:\n${configText}\nstderr:\n${log.text.slice(-4000)}`);
   child.stdout.on('data', () => {}); // keep draining stdout
   return { child, url, exited };
 }
@@ -253,7 +264,8 @@ function redisPing(port, timeoutMs = 500) {
 }
 
 /** A port that was free a moment ago. */
-function freePort() {
+/** A TCP port free right now on 127.0.0.1. */
+export function freePort() {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.once('error', reject);

@@ -11,6 +11,7 @@ fn client(id: &str, user: &str, max_messages: usize) -> Arc<ClientHandle> {
             max_bytes: 1 << 20,
         })),
         control,
+        emulation: None,
     })
 }
 
@@ -143,4 +144,38 @@ fn presence_entries_expire_unless_touched() {
     );
     hub.touch_presence("room", "g");
     assert_eq!(hub.presence_stats("room"), (1, 1));
+}
+
+/// An emulated connection is found by its session secret while registered;
+/// a full command queue closes it as slow rather than blocking the caller.
+#[test]
+fn emulated_sessions_are_found_by_secret_and_a_full_queue_closes_as_slow() {
+    let hub = Hub::default();
+    let (commands, mut incoming) = tokio::sync::mpsc::channel(1);
+    let handle = Arc::new(ClientHandle {
+        emulation: Some(Emulation {
+            session: "secret".into(),
+            commands,
+        }),
+        ..Arc::try_unwrap(client("c1", "u", 10)).ok().unwrap()
+    });
+    hub.add_client(handle.clone());
+    assert!(
+        hub.emulated("c1").is_none(),
+        "the client id is not the secret"
+    );
+    let found = hub.emulated("secret").expect("registered");
+    assert_eq!(
+        found.emulate(Bytes::from_static(b"{}")),
+        Emulated::Delivered
+    );
+    assert_eq!(incoming.try_recv().unwrap(), Bytes::from_static(b"{}"));
+    assert_eq!(found.emulate(Bytes::from_static(b"1")), Emulated::Delivered);
+    assert_eq!(
+        found.emulate(Bytes::from_static(b"2")),
+        Emulated::Overloaded
+    );
+    assert_eq!(handle.outbox.close_reason(), Some(Disconnect::SLOW));
+    hub.remove_client(&handle);
+    assert!(hub.emulated("secret").is_none());
 }

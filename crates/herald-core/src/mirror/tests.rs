@@ -34,6 +34,7 @@ fn positioned_subscriber(top: u64) -> (Hub, Arc<Outbox>) {
         user: "u".into(),
         outbox: outbox.clone(),
         control: Default::default(),
+        emulation: None,
     });
     let options = SubscriberOptions {
         join_leave: false,

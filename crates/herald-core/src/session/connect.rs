@@ -40,6 +40,8 @@ impl Session {
         }
         let mut server_channels: Vec<String> = claims.channels;
         server_channels.extend(claims.subs.into_keys());
+        let personal = self.node.personal_channels(&user);
+        server_channels.extend(personal.iter().cloned());
         server_channels.sort_unstable();
         server_channels.dedup();
         let known = server_channels
@@ -55,6 +57,7 @@ impl Session {
             user: user.as_str().into(),
             outbox: self.outbox.clone(),
             control: self.control.clone(),
+            emulation: self.emulation.clone(),
         });
         let expiry = expiry(claims.exp, limits.expired_close_delay);
         self.node.connected(handle.clone());
@@ -69,6 +72,7 @@ impl Session {
             },
             expire_close_at: expiry.deadline,
             subscriptions: Default::default(),
+            personal,
             next_ping: now + limits.ping_interval,
             pong_deadline: None,
         }));
@@ -122,7 +126,16 @@ impl Session {
             subs,
             ping: limits.ping_interval.as_secs() as u32,
             pong: true,
-            node: &node.name,
+            // Over emulation the SDK sends `node` back with every command, to be
+            // routed to this node: the id, unlike the name, is unique.
+            node: match &self.emulation {
+                Some(_) => &node.id,
+                None => &node.name,
+            },
+            session: self
+                .emulation
+                .as_ref()
+                .map_or("", |emulation| &emulation.session),
         };
         self.outbox
             .release(Some(Reply::result(id, "connect", &result)));

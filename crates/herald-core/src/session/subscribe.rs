@@ -2,6 +2,7 @@
 
 use super::{Session, Subscription, expiry};
 use crate::channel::{self, ChannelOptions};
+use crate::extension::AccessCheck;
 use crate::hub::SubscriberOptions;
 use herald_protocol::command::{SubRefreshRequest, SubscribeRequest};
 use herald_protocol::push;
@@ -24,6 +25,14 @@ impl Session {
         request: SubscribeRequest<'_>,
     ) -> Result<(), Disconnect> {
         let channel = request.channel.as_str();
+        if request.token.is_empty() && self.access_unknown(channel) {
+            let user = self.connected().info.user.clone();
+            self.awaiting_access = Some(AccessCheck {
+                user,
+                channel: channel.to_string(),
+            });
+            return Ok(());
+        }
         let grant = match self.authorize_subscribe(channel, &request.token) {
             Ok(grant) => grant,
             Err(Ok(error)) => {
@@ -91,7 +100,13 @@ impl Session {
         if c.subscriptions.contains_key(channel) {
             return Err(Ok(ErrorCode::ALREADY_SUBSCRIBED));
         }
-        if c.subscriptions.len() >= self.node.limits.channel_limit {
+        // Herald's own personal channels do not count against the app's limit.
+        let personal = c
+            .personal
+            .iter()
+            .filter(|channel| c.subscriptions.contains_key(*channel))
+            .count();
+        if c.subscriptions.len() - personal >= self.node.limits.channel_limit {
             tracing::info!(client = %c.handle.id, limit = self.node.limits.channel_limit, "channel limit reached");
             return Err(Ok(ErrorCode::LIMIT_EXCEEDED));
         }
@@ -110,11 +125,30 @@ impl Session {
                 exp: claims.exp,
             });
         }
+        if self.guarded(channel) {
+            // Looked up by the extension while the command waited.
+            return match &self.granted {
+                Some((granted, Ok(true))) if granted == channel => Ok(Grant::default()),
+                Some((granted, Err(error))) if granted == channel => Err(Ok(*error)),
+                _ => Err(Ok(ErrorCode::PERMISSION_DENIED)),
+            };
+        }
         if may_subscribe_without_token(options, channel, user) {
             Ok(Grant::default())
         } else {
             Err(Ok(ErrorCode::PERMISSION_DENIED))
         }
+    }
+
+    /// Whether the node's extension decides who may subscribe to `channel`.
+    fn guarded(&self, channel: &str) -> bool {
+        self.node.extension().is_some_and(|e| e.guards(channel))
+    }
+
+    /// A guarded channel whose permission has not been looked up yet.
+    fn access_unknown(&self, channel: &str) -> bool {
+        let looked_up = matches!(&self.granted, Some((granted, _)) if granted == channel);
+        self.guarded(channel) && !looked_up
     }
 
     fn connected_ref(&self) -> State<'_> {
@@ -147,6 +181,9 @@ impl Session {
             subscriber,
             presence.then(|| info.clone()),
         );
+        if !c.is_personal(channel) {
+            node.observe_subscription(channel, &info, true);
+        }
         c.subscriptions
             .insert(channel.to_string(), Subscription { info, expire_at });
     }

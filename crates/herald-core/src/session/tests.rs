@@ -68,25 +68,34 @@ async fn written(outbox: &Outbox) -> Vec<Value> {
         .collect()
 }
 
-#[tokio::test]
-async fn connect_subscribe_and_receive_a_publication() {
-    let node = node(ClientLimits::default());
-    let (mut session, outbox) = session(&node);
+/// Connects user 42 and subscribes it to "news", in one frame.
+fn connect_to_news(session: &mut Session) {
     let frame = format!(
         "{}\n{}",
         json!({"id": 1, "connect": {"token": token("42")}}),
         json!({"id": 2, "subscribe": {"channel": "news"}})
     );
     assert_eq!(session.handle_frame(frame.as_bytes()), Ok(Step::Done));
-    let replies = written(&outbox).await;
-    assert_eq!(replies[0]["id"], json!(1));
-    assert_eq!(replies[1], json!({"id": 2, "subscribe": {}}));
+}
+
+async fn publish_seven(node: &Node) -> Result<Option<crate::history::Position>, ErrorCode> {
     let draft = crate::engine::Draft {
         data: RawValue::from_string("7".into()).unwrap(),
         info: None,
         tags: None,
     };
-    let published = node.publish("news", draft, Default::default()).await;
+    node.publish("news", draft, Default::default()).await
+}
+
+#[tokio::test]
+async fn connect_subscribe_and_receive_a_publication() {
+    let node = node(ClientLimits::default());
+    let (mut session, outbox) = session(&node);
+    connect_to_news(&mut session);
+    let replies = written(&outbox).await;
+    assert_eq!(replies[0]["id"], json!(1));
+    assert_eq!(replies[1], json!({"id": 2, "subscribe": {}}));
+    let published = publish_seven(&node).await;
     assert_eq!(
         published,
         Ok(None),
@@ -96,6 +105,61 @@ async fn connect_subscribe_and_receive_a_publication() {
     assert_eq!(
         push,
         [json!({"push": {"channel": "news", "pub": {"data": 7}}})]
+    );
+}
+
+/// The server API's disconnect answers only after the client's outbox is
+/// closed, so a publication made after that answer is never delivered: tests
+/// and backends may publish a "gap" right after forcing a reconnect.
+#[tokio::test]
+async fn nothing_published_after_disconnect_user_returns_reaches_the_client() {
+    let node = node(ClientLimits::default());
+    let (mut session, outbox) = session(&node);
+    connect_to_news(&mut session);
+    assert_eq!(
+        written(&outbox).await.len(),
+        2,
+        "connect and subscribe replies"
+    );
+    let kick = Disconnect {
+        code: 3011,
+        reason: "force reconnect".into(),
+    };
+    node.disconnect_user("42", None, kick.clone());
+    publish_seven(&node).await.unwrap();
+    let mut after = Vec::new();
+    let drained = outbox.drain(&mut after).await;
+    assert_eq!(drained.close, Some(kick));
+    assert!(
+        after.is_empty(),
+        "delivered after the disconnect: {after:?}"
+    );
+}
+
+/// Likewise the server API's unsubscribe: delivery on the channel stops before
+/// it answers; the session's own work (the unsubscribe push) follows.
+#[tokio::test]
+async fn nothing_published_after_unsubscribe_user_returns_reaches_the_client() {
+    let node = node(ClientLimits::default());
+    let outbox = Arc::new(Outbox::new(node.limits.outbox));
+    let control: Arc<ControlQueue> = Default::default();
+    let mut session = Session::new(node.clone(), outbox.clone(), control.clone());
+    connect_to_news(&mut session);
+    assert_eq!(
+        written(&outbox).await.len(),
+        2,
+        "connect and subscribe replies"
+    );
+    node.unsubscribe_user("42", "news", None).unwrap();
+    assert_eq!(publish_seven(&node).await, Ok(None));
+    assert_eq!(session.handle_control(control.recv().await), Ok(Step::Done));
+    let after = written(&outbox).await;
+    assert_eq!(
+        after,
+        [
+            json!({"push": {"channel": "news", "unsubscribe": {"code": 2000, "reason": "server unsubscribe"}}})
+        ],
+        "only the unsubscribe push, no publication"
     );
 }
 
@@ -273,14 +337,17 @@ async fn a_subscribe_waits_for_its_channel_without_effect_then_runs_in_order() {
         json!({"id": 3, "ping": {}})
     );
     let step = session.handle_frame(frame.as_bytes());
-    assert_eq!(step, Ok(Step::Await(vec!["news".to_string()])));
+    assert_eq!(step, Ok(Step::Await(waits_for("news"))));
     assert_eq!(
         node.hub.num_subscriptions(),
         0,
         "no effect before the channel is ready"
     );
     broker.open("news");
-    assert_eq!(session.resume(frame.as_bytes(), true), Ok(Step::Done));
+    assert_eq!(
+        session.resume(frame.as_bytes(), Prepared::ready()),
+        Ok(Step::Done)
+    );
     let replies = written(&outbox).await;
     let ids: Vec<&Value> = replies.iter().map(|r| &r["id"]).collect();
     assert_eq!(
@@ -313,12 +380,24 @@ async fn a_subscribe_whose_channel_cannot_be_made_ready_answers_a_temporary_erro
     );
     assert_eq!(
         session.handle_frame(frame.as_bytes()),
-        Ok(Step::Await(vec!["news".to_string()]))
+        Ok(Step::Await(waits_for("news")))
     );
-    assert_eq!(session.resume(frame.as_bytes(), false), Ok(Step::Done));
+    assert_eq!(
+        session.resume(frame.as_bytes(), Prepared::default()),
+        Ok(Step::Done)
+    );
     let replies = written(&outbox).await;
     let error = replies.iter().find(|r| r["id"] == json!(2)).unwrap();
     assert_eq!(error["error"]["code"], json!(100));
     assert_eq!(error["error"]["temporary"], json!(true));
     assert_eq!(node.hub.num_subscriptions(), 0);
 }
+
+fn waits_for(channel: &str) -> Wait {
+    Wait {
+        channels: vec![channel.to_string()],
+        access: None,
+    }
+}
+
+mod extension;

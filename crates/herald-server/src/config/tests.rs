@@ -147,3 +147,47 @@ fn storage_url_must_be_postgres_and_never_echoes_the_password() {
     let from_env = load_str("", &[("HERALD_STORAGE_URL", "postgres://h:notaport/db")]).unwrap_err();
     assert!(from_env[0].starts_with("storage.url: "), "{from_env:?}");
 }
+
+#[test]
+fn inbox_chat_and_webhooks_sections_are_checked() {
+    let config = load_str(
+        "[chat]\nmax_text_length = 100\n[inbox]\nenabled = false\n",
+        &[],
+    )
+    .unwrap();
+    assert!(!config.app_settings().inbox);
+    assert_eq!(config.app_settings().max_text_length, 100);
+    let errors = load_str(
+        "[chat]\nmax_text_length = 0\n[webhooks]\nurl = \"ftp://x\"\nevents = [\"user.online\", \"nope\"]\n",
+        &[],
+    )
+    .unwrap_err();
+    let all = errors.join("\n");
+    assert!(all.contains("chat.max_text_length"), "{all}");
+    assert!(all.contains("webhooks.url"), "{all}");
+    assert!(all.contains("webhooks.secret"), "{all}");
+    assert!(all.contains("nope"), "{all}");
+    let env = load_str(
+        "[webhooks]\nurl = \"http://127.0.0.1:9/h\"\nsecret = \"s\"\n",
+        &[("HERALD_WEBHOOKS_EVENTS", "user.online, chat.message")],
+    )
+    .unwrap();
+    assert_eq!(env.webhooks.events, ["user.online", "chat.message"]);
+}
+
+#[test]
+fn a_short_admin_password_is_refused() {
+    let errors = load_str("[admin]\npassword = \"secret\"\n", &[]).unwrap_err();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("admin.password: use at least 12")),
+        "{errors:?}"
+    );
+    let config = load_str(
+        "[admin]\npassword = \"a long enough one\"\n[demo]\nenabled = true\n",
+        &[],
+    )
+    .unwrap();
+    assert!(config.demo.enabled);
+}

@@ -5,6 +5,7 @@
 //! into one frame, and writes it with one flush; it alone owns the socket's sink,
 //! so fan-out never touches the network.
 
+use super::{finish, settle};
 use crate::app::{App, WriterMetrics};
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -14,8 +15,7 @@ use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use herald_core::control::ControlQueue;
 use herald_core::metrics as names;
-use herald_core::session::Step;
-use herald_core::{Node, Outbox, Session};
+use herald_core::{Outbox, Session};
 use herald_protocol::{Disconnect, pack_frame};
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,21 +91,7 @@ async fn serve_connection(socket: WebSocket, app: Arc<App>) {
         timer.as_mut().reset(session.next_deadline().into());
     };
 
-    let client = session.client_id().map(str::to_owned);
-    session.close();
-    match disconnect {
-        Some(disconnect) => outbox.close(disconnect),
-        None => outbox.close(Disconnect::CONNECTION_CLOSED),
-    }
-    let reason = outbox
-        .close_reason()
-        .unwrap_or(Disconnect::CONNECTION_CLOSED);
-    herald_core::metrics::count_disconnect(reason.code);
-    if reason != Disconnect::CONNECTION_CLOSED {
-        tracing::info!(client = ?client, code = reason.code, reason = %reason.reason, "client disconnected");
-    } else {
-        tracing::debug!(client = ?client, "client closed the connection");
-    }
+    finish(&mut session, &outbox, disconnect);
     if !writer_done
         && tokio::time::timeout(WRITER_DRAIN_TIMEOUT, &mut writer)
             .await
@@ -113,29 +99,6 @@ async fn serve_connection(socket: WebSocket, app: Arc<App>) {
     {
         // The peer stopped reading: drop the socket rather than wait on it.
         writer.abort();
-    }
-}
-
-/// Lets the session go on once the channels it waits for are ready (with a
-/// broker, the first subscriber of a channel on this node waits for the
-/// broker's subscription). This connection's later frames wait meanwhile, so its
-/// commands keep their order; other connections are unaffected.
-async fn settle(
-    session: &mut Session,
-    node: &Node,
-    frame: &[u8],
-    mut step: Result<Step, Disconnect>,
-) -> Result<(), Disconnect> {
-    loop {
-        let Step::Await(channels) = step? else {
-            return Ok(());
-        };
-        let waits = channels.iter().map(|channel| node.ready(channel));
-        let outcomes = futures_util::future::join_all(waits).await;
-        let ready = outcomes.iter().all(Result::is_ok);
-        // The guards keep the channels ready until the command has run again.
-        step = session.resume(frame, ready);
-        drop(outcomes);
     }
 }
 

@@ -1,0 +1,64 @@
+//! `[webhooks]`: where Herald POSTs events, and how it retries.
+
+use super::parse_duration;
+use herald_webhooks::WebhookSettings;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksSection {
+    /// The backend endpoint; empty switches webhooks off.
+    pub url: String,
+    /// The HMAC-SHA256 key of `X-Herald-Signature`.
+    pub secret: String,
+    /// The events to send; empty sends all of them.
+    pub events: Vec<String>,
+    pub timeout: String,
+    pub max_attempts: u32,
+    pub retry_initial: String,
+    pub retry_max: String,
+}
+
+impl Default for WebhooksSection {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            secret: String::new(),
+            events: Vec::new(),
+            timeout: "5s".into(),
+            max_attempts: 12,
+            retry_initial: "1s".into(),
+            retry_max: "5m".into(),
+        }
+    }
+}
+
+impl WebhooksSection {
+    pub fn enabled(&self) -> bool {
+        !self.url.is_empty()
+    }
+
+    /// The delivery settings of this node, or every problem found.
+    pub fn settings(&self, node_id: &str) -> Result<WebhookSettings, String> {
+        let settings = WebhookSettings {
+            url: self.url.clone(),
+            secret: self.secret.clone(),
+            events: self.events.clone(),
+            timeout: parse_duration("webhooks.timeout", &self.timeout)?,
+            max_attempts: self.max_attempts,
+            retry_initial: parse_duration("webhooks.retry_initial", &self.retry_initial)?,
+            retry_max: parse_duration("webhooks.retry_max", &self.retry_max)?,
+            node_id: node_id.to_string(),
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub(super) fn check(&self, errors: &mut Vec<String>) {
+        if self.enabled()
+            && let Err(problems) = self.settings("checkconfig")
+        {
+            errors.extend(problems.split("; ").map(str::to_string));
+        }
+    }
+}
