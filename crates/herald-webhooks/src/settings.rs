@@ -47,6 +47,16 @@ impl WebhookSettings {
     /// Checks every field and lists every problem, each naming its key,
     /// separated by `; `.
     pub fn validate(&self) -> Result<(), String> {
+        let problems = self.problems();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+
+    /// Every problem with these settings, each naming its key.
+    pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if let Err(problem) = check_url(&self.url) {
             problems.push(problem);
@@ -86,11 +96,7 @@ impl WebhookSettings {
         if self.node_id.is_empty() {
             problems.push("webhooks: the node id must not be empty".into());
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems.join("; "))
-        }
+        problems
     }
 
     /// The wait after failed attempt number `attempt` (1 for the first):

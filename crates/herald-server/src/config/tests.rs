@@ -176,6 +176,25 @@ fn inbox_chat_and_webhooks_sections_are_checked() {
 }
 
 #[test]
+fn a_webhook_problem_is_one_error_even_when_its_text_holds_a_semicolon() {
+    let errors = load_str(
+        "[webhooks]\nurl = \"http://127.0.0.1:9/h\"\nsecret = \"s\"\nevents = [\"nope\"]\n",
+        &[],
+    )
+    .unwrap_err();
+    let events: Vec<&String> = errors.iter().filter(|e| e.contains("nope")).collect();
+    assert_eq!(events.len(), 1, "{errors:?}");
+    assert!(
+        events[0].starts_with("webhooks.events: unknown event `nope`; known events are "),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().all(|e| e.starts_with("webhooks.")),
+        "every line names its key: {errors:?}"
+    );
+}
+
+#[test]
 fn a_short_admin_password_is_refused() {
     let errors = load_str("[admin]\npassword = \"secret\"\n", &[]).unwrap_err();
     assert!(

@@ -40,7 +40,14 @@ impl WebhooksSection {
 
     /// The delivery settings of this node, or every problem found.
     pub fn settings(&self, node_id: &str) -> Result<WebhookSettings, String> {
-        let settings = WebhookSettings {
+        let settings = self.parse(node_id)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The settings as written, durations parsed but nothing else checked.
+    fn parse(&self, node_id: &str) -> Result<WebhookSettings, String> {
+        Ok(WebhookSettings {
             url: self.url.clone(),
             secret: self.secret.clone(),
             events: self.events.clone(),
@@ -49,16 +56,17 @@ impl WebhooksSection {
             retry_initial: parse_duration("webhooks.retry_initial", &self.retry_initial)?,
             retry_max: parse_duration("webhooks.retry_max", &self.retry_max)?,
             node_id: node_id.to_string(),
-        };
-        settings.validate()?;
-        Ok(settings)
+        })
     }
 
+    /// Adds each problem as its own line: a problem's text may hold `; `.
     pub(super) fn check(&self, errors: &mut Vec<String>) {
-        if self.enabled()
-            && let Err(problems) = self.settings("checkconfig")
-        {
-            errors.extend(problems.split("; ").map(str::to_string));
+        if !self.enabled() {
+            return;
+        }
+        match self.parse("checkconfig") {
+            Ok(settings) => errors.extend(settings.problems()),
+            Err(problem) => errors.push(problem),
         }
     }
 }
