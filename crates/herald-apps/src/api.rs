@@ -5,7 +5,7 @@ use crate::Apps;
 use crate::chat::{self, CreateRequest, Kind};
 use crate::error::{AppResult, bad_request, parse, switched_off};
 use crate::inbox::{Action, ListQuery, NotifyRequest, Target};
-use crate::rpc::HistoryRequest;
+use crate::rpc::{ConversationRequest, HistoryRequest};
 use herald_core::durable::BoxFuture;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -58,12 +58,6 @@ struct PostRequest {
     #[serde(default)]
     data: Value,
     client_msg_id: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct GetRequest {
-    conversation: String,
 }
 
 /// Splits `user` out of a list request, so the rest parses as the client's query.
@@ -171,7 +165,7 @@ impl Apps {
                     .await
             }
             "chat_get" => {
-                let GetRequest { conversation } = parse(params)?;
+                let ConversationRequest { conversation } = parse(params)?;
                 chat::validate_conversation(&conversation)?;
                 Ok(json!({"conversation": self.conversation(&conversation).await?}))
             }

@@ -10,15 +10,13 @@
 mod queries;
 
 use crate::error::{AppResult, bad_request, database, denied, unknown_conversation};
+use crate::store::validate_data;
 use crate::{Apps, chat_channel, personal_channel};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-pub use queries::Member;
-
 const MAX_CONVERSATION_ID: usize = 128;
 pub const MAX_MEMBERS: usize = 1000;
-const MAX_DATA_BYTES: usize = 8 * 1024;
 const MAX_CLIENT_MSG_ID: usize = 128;
 const DEFAULT_HISTORY: i64 = 50;
 const MAX_HISTORY: i64 = 100;
@@ -91,15 +89,6 @@ fn validate_members(members: &[String]) -> AppResult<()> {
     }
     if members.iter().any(String::is_empty) {
         return Err(bad_request("members: a user id is empty"));
-    }
-    Ok(())
-}
-
-fn validate_data(data: &Value) -> AppResult<()> {
-    if data.to_string().len() > MAX_DATA_BYTES {
-        return Err(bad_request(format!(
-            "data: at most {MAX_DATA_BYTES} bytes of JSON"
-        )));
     }
     Ok(())
 }
@@ -242,10 +231,15 @@ impl Apps {
         self.push(&channel, &json!({"type": "message", "message": message}))
             .await;
         for member in members {
-            let unread = message.id - member.read_seq;
             let sender = message.user.as_deref() == Some(member.user.as_str());
-            // The sender's count only changes when it had unread messages.
-            if !sender || member.previous_read_seq < message.id - 1 {
+            // Sending reads everything, so the sender's count only changes
+            // (to 0) when it had unread messages.
+            let unread = if sender {
+                0
+            } else {
+                message.id - member.read_seq
+            };
+            if !sender || member.read_seq < message.id - 1 {
                 self.push_chat_unread(&member.user, &message.conversation, unread)
                     .await;
             }

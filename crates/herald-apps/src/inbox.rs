@@ -5,7 +5,7 @@
 //! shows the same number whichever tab, device or backend made the change.
 
 use crate::error::{AppResult, bad_request, database};
-use crate::store::placeholders;
+use crate::store::{data_from_text, data_to_text, placeholders, validate_data};
 use crate::{Apps, personal_channel};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -18,7 +18,6 @@ pub const MAX_IDS: usize = 1000;
 const MAX_TITLE: usize = 200;
 const MAX_MESSAGE: usize = 2000;
 const MAX_CATEGORY: usize = 64;
-const MAX_DATA_BYTES: usize = 8 * 1024;
 const DEFAULT_LIMIT: i64 = 20;
 const MAX_LIMIT: i64 = 100;
 
@@ -143,9 +142,7 @@ fn notification(row: &AnyRow) -> Result<Notification, sqlx::Error> {
         message: row.try_get("message")?,
         level: row.try_get("level")?,
         category: row.try_get("category")?,
-        data: data
-            .and_then(|d| serde_json::from_str(&d).ok())
-            .unwrap_or(Value::Null),
+        data: data_from_text(data),
         read: row.try_get::<i64, _>("is_read")? != 0,
         archived: row.try_get::<i64, _>("archived")? != 0,
         created_at: row.try_get("created_ms")?,
@@ -189,12 +186,7 @@ fn validate(request: &NotifyRequest) -> AppResult<()> {
             "category: at most {MAX_CATEGORY} characters"
         )));
     }
-    if request.data.to_string().len() > MAX_DATA_BYTES {
-        return Err(bad_request(format!(
-            "data: at most {MAX_DATA_BYTES} bytes of JSON"
-        )));
-    }
-    Ok(())
+    validate_data(&request.data)
 }
 
 impl Apps {
@@ -202,16 +194,13 @@ impl Apps {
     /// id per user, in order (the first one's for a repeated `dedupe_key`).
     pub async fn notify(&self, request: NotifyRequest) -> AppResult<Vec<i64>> {
         validate(&request)?;
-        let failed = database("notify");
         let now = herald_core::history::now_ms() as i64;
-        let data = (!request.data.is_null()).then(|| request.data.to_string());
+        let data = data_to_text(&request.data);
         // Read before the transaction: on SQLite a transaction that reads and
         // then writes fails at once when another writer got in between.
-        let mut connection = self.db.pool.acquire().await.map_err(database("notify"))?;
-        let preferences = load_preferences(&mut connection, &request.users)
+        let preferences = load_preferences(&self.db.pool, &request.users)
             .await
             .map_err(database("notify"))?;
-        drop(connection);
         let mut tx = self.db.pool.begin().await.map_err(database("notify"))?;
         let mut ids = Vec::with_capacity(request.users.len());
         let mut added = Vec::new();
@@ -253,7 +242,7 @@ impl Apps {
             };
             ids.push(id);
         }
-        tx.commit().await.map_err(failed)?;
+        tx.commit().await.map_err(database("notify"))?;
         ::metrics::counter!(crate::metrics::NOTIFICATIONS).increment(added.len() as u64);
         for (user, id, muted) in added {
             if muted {
@@ -428,32 +417,26 @@ impl Apps {
                  SET muted_levels = excluded.muted_levels, muted_categories = excluded.muted_categories",
             )
             .bind(user)
-            .bind(json_text(&preferences.muted_levels))
-            .bind(json_text(&preferences.muted_categories))
+            .bind(list_text(&preferences.muted_levels))
+            .bind(list_text(&preferences.muted_categories))
             .execute(&self.db.pool)
             .await
             .map_err(database("inbox preferences"))?;
             return Ok(preferences);
         }
-        let mut connection = self
-            .db
-            .pool
-            .acquire()
-            .await
-            .map_err(database("inbox preferences"))?;
-        let mut all = load_preferences(&mut connection, &[user.to_string()])
+        let mut all = load_preferences(&self.db.pool, &[user.to_string()])
             .await
             .map_err(database("inbox preferences"))?;
         Ok(all.remove(user).unwrap_or_default())
     }
 }
 
-fn json_text(list: &impl Serialize) -> String {
+fn list_text(list: &impl Serialize) -> String {
     serde_json::to_string(list).expect("a list of strings serializes")
 }
 
 async fn load_preferences(
-    connection: &mut sqlx::AnyConnection,
+    pool: &sqlx::AnyPool,
     users: &[String],
 ) -> Result<HashMap<String, Preferences>, sqlx::Error> {
     let sql = format!(
@@ -465,7 +448,7 @@ async fn load_preferences(
     for user in users {
         query = query.bind(user);
     }
-    let rows = query.fetch_all(&mut *connection).await?;
+    let rows = query.fetch_all(pool).await?;
     let mut preferences = HashMap::new();
     for row in rows {
         let levels: String = row.try_get("muted_levels")?;

@@ -57,32 +57,22 @@ impl Default for Settings {
     }
 }
 
-/// Called with each app event (`chat.message`, `notification.read`), for webhooks.
-pub type EventHook = Arc<dyn Fn(&'static str, Value) + Send + Sync>;
-
 /// The inbox and chat of one node.
 pub struct Apps {
     pub settings: Settings,
     pub(crate) db: Db,
     node: Weak<Node>,
-    events: Option<EventHook>,
     /// Per conversation and per user: changes reach clients in order.
     pub(crate) ordered: locks::KeyedLocks,
 }
 
 impl Apps {
     /// Builds the features on `db` and plugs them into `node`.
-    pub fn install(
-        settings: Settings,
-        db: Db,
-        node: &Arc<Node>,
-        events: Option<EventHook>,
-    ) -> Arc<Self> {
+    pub fn install(settings: Settings, db: Db, node: &Arc<Node>) -> Arc<Self> {
         let apps = Arc::new(Self {
             settings,
             db,
             node: Arc::downgrade(node),
-            events,
             ordered: Default::default(),
         });
         node.set_extension(Arc::new(rpc::Plugged(apps.clone())));
@@ -115,9 +105,11 @@ impl Apps {
         self.node.upgrade()
     }
 
+    /// Reports an app event (`chat.message`, `notification.read`) to the
+    /// node's observer (webhooks), which builds `data` only when it wants it.
     pub(crate) fn event(&self, name: &'static str, data: impl FnOnce() -> Value) {
-        if let Some(hook) = &self.events {
-            hook(name, data());
+        if let Some(node) = self.node.upgrade() {
+            node.observe(name, data);
         }
     }
 }

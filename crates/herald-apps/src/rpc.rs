@@ -66,8 +66,8 @@ struct SendRequest {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ConversationRequest {
-    conversation: String,
+pub(crate) struct ConversationRequest {
+    pub conversation: String,
 }
 
 #[derive(Deserialize)]

@@ -5,6 +5,8 @@
 //! `$n` placeholders, TEXT and BIGINT columns only. Only the id column of the
 //! schema differs between the two.
 
+use crate::error::{AppResult, bad_request};
+use serde_json::Value;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, AssertSqlSafe, Executor};
 use std::path::Path;
@@ -250,4 +252,28 @@ pub(crate) fn placeholders(first: usize, count: usize) -> String {
         .map(|n| format!("${n}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The most JSON a notification's or a message's `data` may take.
+const MAX_DATA_BYTES: usize = 8 * 1024;
+
+/// 107 when `data` is larger than a row should carry.
+pub(crate) fn validate_data(data: &Value) -> AppResult<()> {
+    if data.to_string().len() > MAX_DATA_BYTES {
+        return Err(bad_request(format!(
+            "data: at most {MAX_DATA_BYTES} bytes of JSON"
+        )));
+    }
+    Ok(())
+}
+
+/// `data` as stored: NULL for JSON null, else its JSON text.
+pub(crate) fn data_to_text(data: &Value) -> Option<String> {
+    (!data.is_null()).then(|| data.to_string())
+}
+
+/// A stored `data` column back as JSON.
+pub(crate) fn data_from_text(text: Option<String>) -> Value {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null)
 }

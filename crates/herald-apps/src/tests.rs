@@ -42,7 +42,7 @@ fn namespaces_of(settings: &Settings) -> Vec<(String, ChannelOptions)> {
 
 async fn fixture(db: Db) -> Fixture {
     let node = node();
-    let apps = Apps::install(Settings::default(), db, &node, None);
+    let apps = Apps::install(Settings::default(), db, &node);
     Fixture { apps, node }
 }
 

@@ -15,7 +15,7 @@
 use crate::durable::BoxFuture;
 use crate::engine::Draft;
 use crate::history::{Position, Retention};
-use crate::hub::{Control, Hub};
+use crate::hub::{Control, Emulated, Hub};
 use crate::node::NodeInfo;
 use crate::status::UserStatus;
 use bytes::Bytes;
@@ -171,10 +171,8 @@ impl NodeCommand {
             | Self::Refresh { user, client, .. }
             | Self::Send { user, client, .. } => (user, client.as_deref()),
             Self::Emulate { session, commands } => {
-                let delivered = hub.emulated(session).map(|handle| {
-                    handle.emulate(bytes::Bytes::copy_from_slice(commands.as_bytes()))
-                });
-                return usize::from(delivered == Some(crate::hub::Emulated::Delivered));
+                let commands = bytes::Bytes::copy_from_slice(commands.as_bytes());
+                return usize::from(hub.emulate(session, commands) == Emulated::Delivered);
             }
         };
         let handles = hub.user_clients(user, client);

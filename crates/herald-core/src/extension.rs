@@ -138,7 +138,7 @@ impl crate::Node {
     }
 
     /// Reports `event` when an observer wants it; `data` is built only then.
-    pub(crate) fn observe(&self, event: &'static str, data: impl FnOnce() -> serde_json::Value) {
+    pub fn observe(&self, event: &'static str, data: impl FnOnce() -> serde_json::Value) {
         if let Some(observer) = self.observer.get()
             && observer.wants(event)
         {

@@ -260,6 +260,13 @@ impl Hub {
         removed && last
     }
 
+    /// Hands commands to the emulated connection with this session secret;
+    /// `Gone` when it is not on this node.
+    pub fn emulate(&self, session: &str, commands: Bytes) -> Emulated {
+        self.emulated(session)
+            .map_or(Emulated::Gone, |handle| handle.emulate(commands))
+    }
+
     /// The emulated connection with this session secret, if it is on this node.
     pub fn emulated(&self, session: &str) -> Option<Arc<ClientHandle>> {
         read(&self.sessions).get(session).cloned()

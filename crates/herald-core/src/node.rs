@@ -417,10 +417,7 @@ impl Node {
     /// session: here, or through the broker to the live node the request names.
     pub async fn emulate(&self, node: &str, session: &str, commands: String) -> Emulated {
         if node == self.id {
-            return match self.hub.emulated(session) {
-                Some(handle) => handle.emulate(commands.into()),
-                None => Emulated::Gone,
-            };
+            return self.hub.emulate(session, commands.into());
         }
         let Some(broker) = &self.broker else {
             return Emulated::UnknownNode;

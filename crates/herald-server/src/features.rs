@@ -3,7 +3,7 @@
 
 use crate::config::Config;
 use crate::server::StartError;
-use herald_apps::{Apps, EventHook};
+use herald_apps::Apps;
 use herald_core::Node;
 use herald_core::extension::Observer;
 use herald_webhooks::Webhooks;
@@ -38,16 +38,9 @@ pub async fn start(config: &Config, node: &Arc<Node>) -> Result<Features, StartE
         None
     };
     let settings = config.app_settings();
-    let apps = (settings.inbox || settings.chat).then(|| {
-        let hook = webhooks.clone().map(|webhooks| {
-            Arc::new(move |event: &'static str, data| {
-                if webhooks.wants(event) {
-                    webhooks.emit(event, data);
-                }
-            }) as EventHook
-        });
-        Apps::install(settings, db, node, hook)
-    });
+    // App events (`chat.message`, `notification.read`) reach webhooks
+    // through the node's observer, as connection events do.
+    let apps = (settings.inbox || settings.chat).then(|| Apps::install(settings, db, node));
     Ok(Features { apps, webhooks })
 }
 

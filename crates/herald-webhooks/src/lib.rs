@@ -92,7 +92,7 @@ use outbox::Outbox;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
-use tokio::sync::{Mutex, Notify, mpsc, oneshot, watch};
+use tokio::sync::{Mutex, Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use writer::{Emitted, ToWriter};
 
@@ -236,16 +236,8 @@ impl Webhooks {
         let Some(Tasks { writer, worker }) = tasks.take() else {
             return;
         };
-        let (done, flushed) = oneshot::channel();
-        if self
-            .inner
-            .to_writer
-            .send(ToWriter::Flush(done))
-            .await
-            .is_ok()
-        {
-            let _ = flushed.await;
-        }
+        // The writer ends once it has written everything queued.
+        let _ = self.inner.to_writer.send(ToWriter::Flush).await;
         if let Err(error) = writer.await {
             tracing::error!(%error, "webhooks: the outbox writer task failed");
         }

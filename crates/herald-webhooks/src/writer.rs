@@ -5,7 +5,7 @@ use crate::outbox::{NewRow, Outbox};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc};
 
 /// Rows per transaction at most.
 const BATCH: usize = 256;
@@ -20,9 +20,8 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 
 pub(crate) enum ToWriter {
     Event(Emitted),
-    /// Write everything queued before this, then stop taking events and
-    /// answer.
-    Flush(oneshot::Sender<()>),
+    /// Stop taking events, write everything queued, then end.
+    Flush,
 }
 
 pub(crate) struct Emitted {
@@ -59,48 +58,31 @@ impl Emitted {
     }
 }
 
-/// Runs until [`ToWriter::Flush`] has been answered, or until every sender
-/// is gone and the queue is empty.
+/// Runs until every sender is gone, or [`ToWriter::Flush`] has arrived, and
+/// the queue is empty.
 pub(crate) async fn run(mut queue: mpsc::Receiver<ToWriter>, outbox: Outbox, wake: Arc<Notify>) {
     let mut batch = Vec::with_capacity(BATCH);
+    let mut stopping = false;
     while let Some(first) = queue.recv().await {
-        let mut flush = None;
-        take(first, &mut batch, &mut flush);
-        while batch.len() < BATCH && flush.is_none() {
-            match queue.try_recv() {
-                Ok(message) => take(message, &mut batch, &mut flush),
-                Err(_) => break,
+        let mut next = Some(first);
+        while let Some(message) = next {
+            match message {
+                ToWriter::Event(emitted) => batch.push(emitted.into_row()),
+                // Events sent before the close are still written; after it,
+                // emit reports them dropped.
+                ToWriter::Flush => {
+                    stopping = true;
+                    queue.close();
+                }
             }
+            next = if batch.len() < BATCH {
+                queue.try_recv().ok()
+            } else {
+                None
+            };
         }
-        let stopping = flush.is_some();
         write(&outbox, &mut batch, stopping).await;
         wake.notify_one();
-        if let Some(done) = flush {
-            // Events sent after the flush was queued but before the close
-            // are still written; after it, emit reports them dropped.
-            queue.close();
-            while let Some(message) = queue.recv().await {
-                let mut late_flush = None;
-                take(message, &mut batch, &mut late_flush);
-                if batch.len() >= BATCH {
-                    write(&outbox, &mut batch, true).await;
-                }
-                if let Some(late) = late_flush {
-                    let _ = late.send(());
-                }
-            }
-            write(&outbox, &mut batch, true).await;
-            wake.notify_one();
-            let _ = done.send(());
-            return;
-        }
-    }
-}
-
-fn take(message: ToWriter, batch: &mut Vec<NewRow>, flush: &mut Option<oneshot::Sender<()>>) {
-    match message {
-        ToWriter::Event(emitted) => batch.push(emitted.into_row()),
-        ToWriter::Flush(done) => *flush = Some(done),
     }
 }
 

@@ -5,17 +5,17 @@
 //! got there in between, instead of waiting its turn.
 
 use super::{CreateRequest, Draft, Kind, Message, Standing};
-use crate::store::Db;
+use crate::store::{Db, data_from_text, data_to_text, placeholders};
 use serde_json::{Value, json};
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
+use std::collections::HashMap;
 
-/// A member's read mark around a new message.
+/// A member's read mark as it was before a new message.
 #[derive(Debug)]
-pub struct Member {
+pub(crate) struct Member {
     pub user: String,
     pub read_seq: i64,
-    pub previous_read_seq: i64,
 }
 
 pub(crate) enum Stored {
@@ -40,19 +40,10 @@ fn message(row: &AnyRow) -> Result<Message, sqlx::Error> {
         user: (!user.is_empty()).then_some(user),
         kind: row.try_get("kind")?,
         text: row.try_get("text")?,
-        data: json_column(data),
+        data: data_from_text(data),
         client_msg_id: row.try_get("client_msg_id")?,
         created_at: row.try_get("created_ms")?,
     })
-}
-
-fn json_column(text: Option<String>) -> Value {
-    text.and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or(Value::Null)
-}
-
-fn json_text(value: &Value) -> Option<String> {
-    (!value.is_null()).then(|| value.to_string())
 }
 
 impl Db {
@@ -75,7 +66,7 @@ impl Db {
         sqlx::query(AssertSqlSafe(upsert))
             .bind(&request.conversation)
             .bind(&request.title)
-            .bind(json_text(&request.data))
+            .bind(data_to_text(&request.data))
             .bind(now)
             .execute(&mut *tx)
             .await?;
@@ -151,7 +142,7 @@ impl Db {
         Ok(Some(json!({
             "id": row.try_get::<String, _>("id")?,
             "title": row.try_get::<String, _>("title")?,
-            "data": json_column(row.try_get("data")?),
+            "data": data_from_text(row.try_get("data")?),
             "members": self.members(id).await?,
             "created_at": row.try_get::<i64, _>("created_ms")?,
             "last_message_id": row.try_get::<i64, _>("last_seq")?,
@@ -214,7 +205,7 @@ impl Db {
         let Some(seq) = seq else {
             return Ok(Stored::Unknown);
         };
-        let mut members: Vec<Member> = sqlx::query(
+        let members: Vec<Member> = sqlx::query(
             "SELECT user_id, read_seq FROM herald_chat_members WHERE conversation = $1",
         )
         .bind(&draft.conversation)
@@ -222,11 +213,9 @@ impl Db {
         .await?
         .iter()
         .map(|row| {
-            let read_seq = row.try_get("read_seq")?;
             Ok(Member {
                 user: row.try_get("user_id")?,
-                read_seq,
-                previous_read_seq: read_seq,
+                read_seq: row.try_get("read_seq")?,
             })
         })
         .collect::<Result<_, sqlx::Error>>()?;
@@ -262,12 +251,13 @@ impl Db {
         .bind(sender)
         .bind(kind)
         .bind(&draft.text)
-        .bind(json_text(&draft.data))
+        .bind(data_to_text(&draft.data))
         .bind(&draft.client_msg_id)
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        if let Some(member) = members.iter_mut().find(|m| m.user == sender) {
+        // Sending reads everything up to the message sent.
+        if members.iter().any(|m| m.user == sender) {
             sqlx::query(
                 "UPDATE herald_chat_members SET read_seq = $3 WHERE conversation = $1 AND user_id = $2",
             )
@@ -276,7 +266,6 @@ impl Db {
             .bind(seq)
             .execute(&mut *tx)
             .await?;
-            member.read_seq = seq;
         }
         tx.commit().await?;
         let message = Message {
@@ -332,23 +321,82 @@ impl Db {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
+        let mut listed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            listed.push((
+                row.try_get::<String, _>("id")?,
+                row.try_get::<i64, _>("last_seq")?,
+            ));
+        }
+        // Two more queries for the whole page, not two per conversation.
+        let mut last_messages = self.last_messages(&listed).await?;
+        let mut members = self.members_of(&listed).await?;
         let mut conversations = Vec::with_capacity(rows.len());
-        for row in rows {
-            let id: String = row.try_get("id")?;
-            let last_seq: i64 = row.try_get("last_seq")?;
+        for (row, (id, last_seq)) in rows.iter().zip(listed) {
             let read_seq: i64 = row.try_get("read_seq")?;
-            let (mut last, _) = self.history(&id, last_seq + 1, 1).await?;
             conversations.push(json!({
-                "id": id,
                 "title": row.try_get::<String, _>("title")?,
-                "data": json_column(row.try_get("data")?),
-                "members": self.members(&id).await?,
+                "data": data_from_text(row.try_get("data")?),
+                "members": members.remove(&id).unwrap_or_default(),
                 "created_at": row.try_get::<i64, _>("created_ms")?,
-                "last_message": last.pop(),
+                "last_message": last_messages.remove(&id),
                 "unread": last_seq - read_seq,
+                "id": id,
             }));
         }
         Ok(conversations)
+    }
+
+    /// The message numbered `last_seq` of each conversation that has one.
+    async fn last_messages(
+        &self,
+        listed: &[(String, i64)],
+    ) -> Result<HashMap<String, Message>, sqlx::Error> {
+        if listed.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let wanted: Vec<String> = (0..listed.len())
+            .map(|i| format!("(conversation = ${} AND seq = ${})", 2 * i + 1, 2 * i + 2))
+            .collect();
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM herald_chat_messages WHERE {}",
+            wanted.join(" OR ")
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for (id, last_seq) in listed {
+            query = query.bind(id).bind(last_seq);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| message(row).map(|m| (m.conversation.clone(), m)))
+            .collect()
+    }
+
+    /// The members of each conversation, each list sorted.
+    async fn members_of(
+        &self,
+        listed: &[(String, i64)],
+    ) -> Result<HashMap<String, Vec<String>>, sqlx::Error> {
+        if listed.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let sql = format!(
+            "SELECT conversation, user_id FROM herald_chat_members \
+             WHERE conversation IN ({}) ORDER BY user_id",
+            placeholders(1, listed.len())
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for (id, _) in listed {
+            query = query.bind(id);
+        }
+        let mut members: HashMap<String, Vec<String>> = HashMap::new();
+        for row in query.fetch_all(&self.pool).await? {
+            members
+                .entry(row.try_get("conversation")?)
+                .or_default()
+                .push(row.try_get("user_id")?);
+        }
+        Ok(members)
     }
 
     pub(crate) async fn move_read_mark(

@@ -14,14 +14,13 @@
 //! decides, as it does for WebSocket upgrades.
 
 use super::stream::{self, Framing};
-use super::{finish, settle};
+use super::{finish, refuse_origin, settle};
 use crate::app::App;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use herald_core::control::ControlQueue;
-use herald_core::metrics as names;
 use herald_core::{Emulated, Emulation, Outbox, Session};
 use herald_protocol::Disconnect;
 use serde::Deserialize;
@@ -213,19 +212,6 @@ async fn serve(
         timer.as_mut().reset(session.next_deadline().into());
     }
     finish(&mut session, &outbox, ended);
-}
-
-fn refuse_origin(app: &App, headers: &HeaderMap) -> Option<Response> {
-    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    if app.origin_allowed(origin) {
-        return None;
-    }
-    tracing::info!(
-        ?origin,
-        "HTTP transport request refused: origin not allowed"
-    );
-    metrics::counter!(names::DISCONNECTS, "code" => "origin").increment(1);
-    Some(refuse(StatusCode::FORBIDDEN, "origin not allowed"))
 }
 
 /// Lets a browser page of an allowed origin read the response.

@@ -14,9 +14,24 @@ pub mod emulation;
 mod stream;
 pub mod websocket;
 
+use crate::app::App;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use herald_core::session::Step;
 use herald_core::{Node, Outbox, Session};
 use herald_protocol::Disconnect;
+
+/// 403 for a connection from a page whose origin is not allowed, whichever
+/// transport it asked for.
+fn refuse_origin(app: &App, headers: &HeaderMap) -> Option<Response> {
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    if app.origin_allowed(origin) {
+        return None;
+    }
+    tracing::info!(?origin, "connection refused: origin not allowed");
+    ::metrics::counter!(herald_core::metrics::DISCONNECTS, "code" => "origin").increment(1);
+    Some((StatusCode::FORBIDDEN, "origin not allowed\n").into_response())
+}
 
 /// Lets the session go on once what it waits for is there: channels the broker
 /// must make ready (the first subscriber of a channel on this node), or a

@@ -87,7 +87,10 @@ async fn next_chunk(mut writer: Writer) -> Option<(Result<Bytes, Infallible>, Wr
         return None;
     }
     let drained = writer.outbox.drain(&mut writer.messages).await;
-    let mut chunk = BytesMut::new();
+    // Room for every message and its `data: ` field, so the chunk is
+    // allocated once rather than grown while appending.
+    let size: usize = writer.messages.iter().map(|m| m.len() + 8).sum();
+    let mut chunk = BytesMut::with_capacity(size + 1);
     let framing = writer.framing;
     for message in writer.messages.drain(..) {
         framing.append(&mut chunk, &message);

@@ -5,16 +5,15 @@
 //! into one frame, and writes it with one flush; it alone owns the socket's sink,
 //! so fan-out never touches the network.
 
-use super::{finish, settle};
+use super::{finish, refuse_origin, settle};
 use crate::app::{App, WriterMetrics};
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use herald_core::control::ControlQueue;
-use herald_core::metrics as names;
 use herald_core::{Outbox, Session};
 use herald_protocol::{Disconnect, pack_frame};
 use std::sync::Arc;
@@ -32,11 +31,8 @@ pub async fn upgrade(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
 ) -> Response {
-    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    if !app.origin_allowed(origin) {
-        tracing::info!(?origin, "WebSocket upgrade refused: origin not allowed");
-        metrics::counter!(names::DISCONNECTS, "code" => "origin").increment(1);
-        return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
+    if let Some(refused) = refuse_origin(&app, &headers) {
+        return refused;
     }
     let max = app.max_message_bytes;
     ws.max_message_size(max)
