@@ -12,10 +12,12 @@ pub struct App {
     pub apps: Option<Arc<herald_apps::Apps>>,
     /// `None` unless `webhooks.url` is set.
     pub webhooks: Option<herald_webhooks::Webhooks>,
-    /// The HMAC secret the demo mints tokens with; `None` unless `[demo] enabled`.
-    pub demo_secret: Option<String>,
+    /// `None` unless `[demo] enabled`.
+    pub demo: Option<crate::web::demo::Demo>,
     /// `[admin] password`; empty when the admin page is off.
     pub admin_password: String,
+    /// Wrong admin passwords per address, and who must wait.
+    pub admin_throttle: crate::web::throttle::FailureThrottle,
     pub writer_metrics: WriterMetrics,
     pub api_key: String,
     pub allowed_origins: Vec<String>,

@@ -26,8 +26,14 @@ pub enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
         /// Address to listen on, overriding server.listen (e.g. 0.0.0.0:8000).
+        /// Dev defaults serve loopback addresses only, unless --dev-allow-remote.
         #[arg(long)]
         listen: Option<String>,
+        /// Serve dev defaults on a non-loopback address anyway. Anyone who can
+        /// reach it may then mint tokens for any user and publish through the
+        /// demo: for a throwaway machine only.
+        #[arg(long, conflicts_with = "config")]
+        dev_allow_remote: bool,
     },
     /// Write a commented config file with fresh random secrets.
     Genconfig {

@@ -360,6 +360,26 @@ pub fn parse_duration(key: &str, value: &str) -> Result<Duration, String> {
 const RESERVED_NAMESPACES: [&str; 2] = [herald_apps::INBOX_NAMESPACE, herald_apps::CHAT_NAMESPACE];
 
 impl Config {
+    /// Settings that work but are risky; `checkconfig` prints them and
+    /// `serve` logs them, and neither refuses.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let remote = self
+            .server
+            .listen
+            .parse::<SocketAddr>()
+            .is_ok_and(|addr| !addr.ip().is_loopback());
+        if self.demo.enabled && remote {
+            warnings.push(format!(
+                "demo.enabled: the demo mints tokens for any user and calls the server API without \
+its key, and server.listen `{}` is reachable from the network; turn the demo off or listen on \
+127.0.0.1",
+                self.server.listen
+            ));
+        }
+        warnings
+    }
+
     fn validate(&self) -> Vec<String> {
         let mut errors = Vec::new();
         self.chat.check(&mut errors);

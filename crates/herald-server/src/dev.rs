@@ -3,6 +3,7 @@
 use crate::config::Config;
 use crate::tokens;
 use herald_core::ChannelOptions;
+use std::net::ToSocketAddrs;
 use std::time::Duration;
 
 /// Permissive options for trying things out: anyone connected may subscribe,
@@ -96,4 +97,48 @@ pub fn banner(config: &Config, url: &str) -> String {
         .replace("{key}", &config.api.key)
         .replace("{admin}", &config.admin.password)
         .replace("{token}", &token)
+}
+
+/// Dev defaults hand out tokens for any user and the server API without its
+/// key, so they stay on loopback unless the user insists. `Ok` carries the
+/// warning to print when they do; an address that does not resolve is left
+/// for the bind to report.
+pub fn check_listen(listen: &str, allow_remote: bool) -> Result<Option<String>, String> {
+    let remote = listen
+        .to_socket_addrs()
+        .is_ok_and(|mut addrs| addrs.any(|addr| !addr.ip().is_loopback()));
+    if !remote {
+        return Ok(None);
+    }
+    if !allow_remote {
+        return Err(format!(
+            "refusing to serve dev defaults on {listen}: without a config file anyone who can reach it \
+may mint a token for any user and publish through the demo's backend. For a server others can \
+reach, run `herald genconfig` and then `herald serve --config herald.toml`; to expose dev \
+defaults anyway, add --dev-allow-remote."
+        ));
+    }
+    let rule = "!".repeat(78);
+    Ok(Some(format!(
+        "{rule}\n!! WARNING: dev defaults on {listen}, reachable from the network \
+(--dev-allow-remote).\n!! Anyone who can reach this address may mint a token for any user, \
+publish and call\n!! the inbox and chat API through /demo. Never do this on a shared network.\n{rule}"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_listen;
+
+    #[test]
+    fn loopback_is_served_and_other_addresses_need_the_flag() {
+        for listen in ["127.0.0.1:8000", "[::1]:0", "localhost:0"] {
+            assert_eq!(check_listen(listen, false), Ok(None), "{listen}");
+        }
+        let refused = check_listen("0.0.0.0:8000", false).unwrap_err();
+        assert!(refused.contains("herald genconfig"), "{refused}");
+        assert!(refused.contains("--dev-allow-remote"), "{refused}");
+        let warning = check_listen("0.0.0.0:8000", true).unwrap().unwrap();
+        assert!(warning.contains("WARNING"), "{warning}");
+    }
 }

@@ -15,8 +15,15 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Checkconfig { file } => match config::load(Some(&file), &env) {
-            Ok(_) => {
-                println!("{}: ok", file.display());
+            Ok(config) => {
+                let warnings = config.warnings();
+                for warning in &warnings {
+                    eprintln!("warning: {warning}");
+                }
+                match warnings.len() {
+                    0 => println!("{}: ok", file.display()),
+                    n => println!("{}: ok, with {n} warning(s)", file.display()),
+                }
                 ExitCode::SUCCESS
             }
             Err(errors) => report(&errors),
@@ -58,7 +65,11 @@ fn main() -> ExitCode {
             info.as_deref(),
             channel.as_deref(),
         ),
-        Command::Serve { config, listen } => serve(&env, config.as_deref(), listen),
+        Command::Serve {
+            config,
+            listen,
+            dev_allow_remote,
+        } => serve(&env, config.as_deref(), listen, dev_allow_remote),
     }
 }
 
@@ -98,7 +109,12 @@ fn gentoken(
     }
 }
 
-fn serve(env: &HashMap<String, String>, path: Option<&Path>, listen: Option<String>) -> ExitCode {
+fn serve(
+    env: &HashMap<String, String>,
+    path: Option<&Path>,
+    listen: Option<String>,
+    dev_allow_remote: bool,
+) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG")
@@ -130,6 +146,19 @@ fn serve(env: &HashMap<String, String>, path: Option<&Path>, listen: Option<Stri
     };
     if let Some(listen) = listen {
         config.server.listen = listen;
+    }
+    if dev_mode {
+        match dev::check_listen(&config.server.listen, dev_allow_remote) {
+            Ok(None) => {}
+            Ok(Some(warning)) => {
+                eprintln!("{warning}");
+                tracing::warn!(listen = %config.server.listen, "dev defaults exposed beyond loopback");
+            }
+            Err(refusal) => return report(&[refusal]),
+        }
+    }
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

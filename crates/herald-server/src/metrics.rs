@@ -67,6 +67,14 @@ fn describe() {
         names::COMMIT_ERRORS,
         "Failed history commits (publishers got error 100)"
     );
+    metrics::describe_counter!(
+        crate::web::admin::AUTH_REFUSED,
+        "Refused admin-page requests, by reason (wrong_password, throttled)"
+    );
+    metrics::describe_counter!(
+        crate::web::demo::REFUSED,
+        "Refused demo requests, by reason (content_type, origin, host)"
+    );
     metrics::describe_counter!(names::RECOVERIES, "Recovering subscribes, by outcome");
     metrics::describe_counter!(
         crate::transport::emulation::EMULATION_REQUESTS,

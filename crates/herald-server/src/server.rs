@@ -202,8 +202,12 @@ pub async fn start(config: &Config) -> Result<RunningServer, StartError> {
         node,
         apps: features.apps,
         webhooks: features.webhooks,
-        demo_secret: config.demo.enabled.then(|| config.auth.hmac_secret.clone()),
+        demo: config.demo.enabled.then(|| web::demo::Demo {
+            secret: config.auth.hmac_secret.clone(),
+            loopback_listener: addr.ip().is_loopback(),
+        }),
         admin_password: config.admin.password.clone(),
+        admin_throttle: Default::default(),
         writer_metrics: WriterMetrics::register(),
         api_key: config.api.key.clone(),
         allowed_origins: config.server.allowed_origins.clone(),
@@ -222,8 +226,11 @@ pub async fn start(config: &Config) -> Result<RunningServer, StartError> {
         }
     });
     let task = tokio::spawn(async move {
-        let serve =
-            axum::serve(listener, router).with_graceful_shutdown(async move { stop.recv().await });
+        let serve = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { stop.recv().await });
         if let Err(e) = serve.await {
             tracing::error!(error = %e, "HTTP server stopped with an error");
         }

@@ -217,3 +217,87 @@ fn checkconfig_rejects_a_redis_broker_that_is_ambiguous_tls_or_without_a_master(
         "a complete Sentinel setup passes without connecting: {stderr}"
     );
 }
+
+#[test]
+fn dev_defaults_refuse_a_network_address_without_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = herald()
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("refusing to serve dev defaults on 0.0.0.0:0"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("herald genconfig"), "{stderr}");
+    assert!(
+        !dir.path().join("herald-data").exists(),
+        "refused before opening storage"
+    );
+    let env_listen = herald()
+        .args(["serve"])
+        .env("HERALD_SERVER_LISTEN", "0.0.0.0:0")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        env_listen.status.code(),
+        Some(1),
+        "the variable is checked too"
+    );
+}
+
+#[test]
+fn dev_allow_remote_serves_with_a_loud_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = herald()
+        .args(["serve", "--listen", "0.0.0.0:0", "--dev-allow-remote"])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let warning = stderr
+        .by_ref()
+        .take(3)
+        .map(Result::unwrap)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let first = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        warning.contains("WARNING: dev defaults on 0.0.0.0:0"),
+        "{warning}"
+    );
+    assert!(
+        first.starts_with("herald listening on http://0.0.0.0:"),
+        "{first}"
+    );
+    let with_config = herald()
+        .args(["serve", "--config", "x.toml", "--dev-allow-remote"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&with_config.stderr).contains("cannot be used with"),
+        "the flag is for dev defaults only"
+    );
+}
+
+#[test]
+fn checkconfig_warns_about_the_demo_on_a_network_address() {
+    let (code, stderr) =
+        checkconfig("[server]\nlisten = \"0.0.0.0:8000\"\n[demo]\nenabled = true\n");
+    assert_eq!(code, Some(0), "a warning, not an error: {stderr}");
+    assert!(stderr.contains("warning: demo.enabled"), "{stderr}");
+    let (_, quiet) = checkconfig("[server]\nlisten = \"127.0.0.1:8000\"\n[demo]\nenabled = true\n");
+    assert!(!quiet.contains("warning"), "{quiet}");
+}

@@ -1,7 +1,7 @@
 //! The pages beside the endpoints: embedded assets, the demo's stand-in
 //! backend, and the admin page behind its password.
 
-use herald_tests::{Client, TestServer, test_config};
+use herald_tests::{Client, TestServer, metric_value, test_config};
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "correct horse battery";
@@ -22,7 +22,10 @@ async fn get(url: String, password: Option<&str>) -> (u16, String, String) {
 }
 
 async fn post(url: String, body: Value, password: Option<&str>) -> (u16, Value) {
-    let mut request = reqwest::Client::new().post(url).body(body.to_string());
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_string());
     if let Some(password) = password {
         request = request.basic_auth("admin", Some(password));
     }
@@ -149,4 +152,114 @@ async fn the_admin_page_needs_its_password() {
     assert_eq!((status, published), (200, json!({"result": {}})));
     let push = client.wait_for(|m| m["push"]["pub"].is_object()).await;
     assert_eq!(push["push"]["pub"]["data"], json!("from admin"));
+}
+
+/// A POST as a foreign page's `fetch` or form would send it.
+async fn post_from(url: String, content_type: &str, origin: &str, body: Value) -> u16 {
+    reqwest::Client::new()
+        .post(url)
+        .header("content-type", content_type)
+        .header("origin", origin)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_cross_site_demo_post_is_refused_and_publishes_nothing() {
+    let mut config = test_config();
+    config.demo.enabled = true;
+    let server = TestServer::start(config).await;
+    let (mut client, _) = server.connect("watcher").await;
+    client.subscribe("news").await;
+    let publish = server.http_url("/demo/backend/publish");
+    let forged = json!({"channel": "news", "data": "forged"});
+    let evil = "https://evil.example";
+    assert_eq!(
+        post_from(publish.clone(), "text/plain", evil, forged.clone()).await,
+        415
+    );
+    assert_eq!(
+        post_from(publish.clone(), "application/json", evil, forged.clone()).await,
+        403
+    );
+    let session = server.http_url("/demo/session");
+    assert_eq!(
+        post_from(session, "application/json", evil, json!({"user": "admin"})).await,
+        403,
+        "no token for a foreign page"
+    );
+    // The demo page itself: its own origin.
+    let own = format!("http://{}", server.running.addr);
+    let genuine = json!({"channel": "news", "data": "genuine"});
+    assert_eq!(
+        post_from(publish, "application/json", &own, genuine).await,
+        200
+    );
+    let push = client.wait_for(|m| m["push"]["pub"].is_object()).await;
+    assert_eq!(
+        push["push"]["pub"]["data"],
+        json!("genuine"),
+        "the refused posts published nothing before it"
+    );
+    let metrics = server.metrics().await;
+    for reason in ["content_type", "origin"] {
+        let series = format!("herald_demo_refused_total{{reason=\"{reason}\"}}");
+        assert!(metric_value(&metrics, &series) >= 1.0, "{series} counted");
+    }
+}
+
+#[tokio::test]
+async fn admin_throttling_starts_by_the_20th_failure_and_holds_off_the_right_password() {
+    let mut config = test_config();
+    config.admin.password = PASSWORD.into();
+    let server = TestServer::start(config).await;
+    let stats = server.http_url("/admin/api/stats");
+    let mut first_throttled = None;
+    for attempt in 1..=20 {
+        let response = reqwest::Client::new()
+            .get(&stats)
+            .basic_auth("admin", Some(format!("guess number {attempt}")))
+            .send()
+            .await
+            .unwrap();
+        match response.status().as_u16() {
+            401 => {}
+            429 => {
+                let retry_after: u64 = response.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert!((1..=60).contains(&retry_after), "Retry-After {retry_after}");
+                first_throttled = Some(attempt);
+                break;
+            }
+            other => panic!("attempt {attempt} answered {other}"),
+        }
+    }
+    let first = first_throttled.expect("throttled by the 20th wrong password");
+    assert!(
+        first > 3,
+        "a few typos are not throttled (throttled at {first})"
+    );
+    assert_eq!(
+        get(stats.clone(), Some(PASSWORD)).await.0,
+        429,
+        "a throttled address may not try even the right password"
+    );
+    let series = "herald_admin_auth_refused_total{reason=\"throttled\"}";
+    assert!(
+        metric_value(&server.metrics().await, series) >= 2.0,
+        "{series} counted"
+    );
+    assert!(
+        metric_value(
+            &server.metrics().await,
+            "herald_admin_auth_refused_total{reason=\"wrong_password\"}"
+        ) >= 3.0
+    );
 }

@@ -3,7 +3,7 @@
 
 use crate::app::App;
 use axum::body::Bytes;
-use axum::extract::{Query, Request, State};
+use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -11,9 +11,15 @@ use base64::Engine;
 use herald_core::metrics as names;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
-/// Lets a request through with the right password; 404 when the page is off.
+/// Admin-page refusals, by reason: `wrong_password` (401) or `throttled` (429).
+pub const AUTH_REFUSED: &str = "herald_admin_auth_refused_total";
+
+/// Lets a request through with the right password; 404 when the page is off,
+/// 429 while the caller's address is throttled for failing too often.
 pub async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
     if app.admin_password.is_empty() {
         return (
@@ -21,6 +27,17 @@ pub async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) ->
             "the admin page is off: set [admin] password\n",
         )
             .into_response();
+    }
+    // Without a peer address (a router served without connect info) every
+    // caller shares one allowance, which still bounds guessing.
+    let ip = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED), |ConnectInfo(addr)| {
+            addr.ip()
+        });
+    if let Some(wait) = app.admin_throttle.blocked(ip) {
+        return throttled(ip, wait);
     }
     let given = request
         .headers()
@@ -42,14 +59,31 @@ pub async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) ->
     {
         return next.run(request).await;
     }
+    // A browser's first request carries no credentials: that is the prompt,
+    // not a guess.
     if given.is_some() {
-        tracing::info!("admin page: wrong password");
-        metrics::counter!(names::API_ERRORS, "method" => "admin", "code" => "401").increment(1);
+        if let Some(wait) = app.admin_throttle.fail(ip) {
+            return throttled(ip, wait);
+        }
+        tracing::info!(%ip, "admin page: wrong password");
+        metrics::counter!(AUTH_REFUSED, "reason" => "wrong_password").increment(1);
     }
     (
         StatusCode::UNAUTHORIZED,
         [(header::WWW_AUTHENTICATE, "Basic realm=\"herald admin\"")],
         "unauthorized\n",
+    )
+        .into_response()
+}
+
+fn throttled(ip: IpAddr, wait: Duration) -> Response {
+    let retry_after = super::throttle::retry_after_secs(wait);
+    tracing::warn!(%ip, retry_after, "admin page: too many wrong passwords; refusing this address for now");
+    metrics::counter!(AUTH_REFUSED, "reason" => "throttled").increment(1);
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, retry_after.to_string())],
+        format!("too many wrong passwords; retry in {retry_after} s\n"),
     )
         .into_response()
 }

@@ -1,6 +1,11 @@
 //! The demo at `/`, and what stands in for the app's backend there: tokens
 //! for any user, and server-API calls without the key. Only with
-//! `[demo] enabled` (dev defaults), never for production.
+//! `[demo] enabled` (dev defaults), never for production; `demo/guard.rs`
+//! keeps other pages and other hosts out.
+
+mod guard;
+
+pub use guard::REFUSED;
 
 use crate::app::App;
 use axum::Json;
@@ -26,12 +31,21 @@ const BACKEND_METHODS: [&str; 8] = [
     "user_status",
 ];
 
+/// What the demo needs to run: on only with `[demo] enabled`.
+pub struct Demo {
+    /// The HMAC secret the demo mints tokens with.
+    pub secret: String,
+    /// The server listens on a loopback address, so requests must name a
+    /// loopback host.
+    pub loopback_listener: bool,
+}
+
 const TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 const MAX_USER: usize = 64;
 
 /// `/`: the demo when it is on, else a page saying where things are.
 pub async fn index(State(app): State<Arc<App>>) -> Response {
-    if app.demo_secret.is_some()
+    if app.demo.is_some()
         && let Some(page) = super::assets::find("demo/index.html")
     {
         return Html(page).into_response();
@@ -46,9 +60,12 @@ pub struct SessionRequest {
 
 /// `POST /demo/session`: a connection token for whichever user the demo picks.
 pub async fn session(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(secret) = &app.demo_secret else {
+    let Some(demo) = &app.demo else {
         return (StatusCode::NOT_FOUND, "the demo is off\n").into_response();
     };
+    if let Some(refused) = guard::refuse_foreign(&headers, demo.loopback_listener) {
+        return refused;
+    }
     let user = match serde_json::from_slice::<SessionRequest>(&body) {
         Ok(request) => request.user,
         Err(e) => {
@@ -68,7 +85,7 @@ pub async fn session(State(app): State<Arc<App>>, headers: HeaderMap, body: Byte
         let why = format!("user: 1 to {MAX_USER} letters, digits, '-', '_' or '.'");
         return (StatusCode::BAD_REQUEST, Json(json!({"error": why}))).into_response();
     }
-    let token = match crate::tokens::mint(secret, &user, Some(TOKEN_TTL), None, None) {
+    let token = match crate::tokens::mint(&demo.secret, &user, Some(TOKEN_TTL), None, None) {
         Ok(token) => token,
         Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     };
@@ -85,10 +102,14 @@ pub async fn session(State(app): State<Arc<App>>, headers: HeaderMap, body: Byte
 pub async fn backend(
     State(app): State<Arc<App>>,
     Path(method): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if app.demo_secret.is_none() {
+    let Some(demo) = &app.demo else {
         return (StatusCode::NOT_FOUND, "the demo is off\n").into_response();
+    };
+    if let Some(refused) = guard::refuse_foreign(&headers, demo.loopback_listener) {
+        return refused;
     }
     let offered = BACKEND_METHODS.contains(&method.as_str())
         || herald_apps::api::METHODS.contains(&method.as_str());
