@@ -47,6 +47,18 @@ mkdir -p "$logs"
 step "Rust tests"
 cargo test --workspace --locked 2>&1 | tee "$logs/rust.log"
 
+# --- fuzz/: every cargo-fuzz target briefly, awaited before the benchmarks ----
+# The nightly fuzz build (several minutes) overlaps the suites that wait on
+# I/O more than on the CPU; the long runs are `scripts/fuzz.sh SECONDS` by hand.
+if cargo +nightly --version >/dev/null 2>&1; then
+  step "Fuzz targets, 20 s each, in the background (cargo fuzz on nightly; log: target/test-logs/fuzz.log)"
+  ./scripts/fuzz.sh 20 >"$logs/fuzz.log" 2>&1 &
+  fuzz_pid=$!
+else
+  step "Fuzz targets skipped: no nightly toolchain (rustup toolchain install nightly)"
+  fuzz_pid=""
+fi
+
 step "Node suite (published centrifuge SDK)"
 (cd tests/node && npm ci --no-audit --no-fund --loglevel=error && npm test) 2>&1 | tee "$logs/node.log"
 
@@ -84,6 +96,16 @@ step "Django example (examples/django: manage.py test with centrifuge-python and
 django=$(grep -Eo '^Ran [0-9]+ tests?' "$logs/django.log" | tail -1 | awk '{print $2}')
 grep -Eq '^OK( \(|$)' "$logs/django.log" && [ -n "$django" ] || { echo "error: the Django example's tests did not pass" >&2; exit 1; }
 # --- end examples/django -----------------------------------------------------
+
+# --- fuzz/, continued ----------------------------------------------------------
+if [ -n "$fuzz_pid" ]; then
+  step "Fuzz targets: the background run"
+  fuzz_status=0
+  wait "$fuzz_pid" || fuzz_status=$?
+  cat "$logs/fuzz.log"
+  [ "$fuzz_status" -eq 0 ] || { echo "error: fuzzing found a crash or failed to build" >&2; exit 1; }
+fi
+# --- end fuzz/ -------------------------------------------------------------------
 
 step "Benchmark suite, small scale (checks it runs and reports; no speed threshold)"
 cargo run --release --locked -p herald-bench -- suite --scale small --no-doc

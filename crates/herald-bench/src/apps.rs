@@ -16,7 +16,7 @@
 //! checks); `apps/doc.rs` writes the tables and the section.
 
 mod doc;
-mod wire;
+pub(crate) mod wire;
 
 use crate::load::{self, Server};
 use crate::{Result, procs, report};

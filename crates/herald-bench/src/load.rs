@@ -220,11 +220,16 @@ pub fn check_offsets(label: &str, channels: &[String], answers: &[Answer]) -> Re
 
 /// An HS256 connection token for `user`, valid for an hour.
 pub fn token(user: &str) -> Result<String> {
+    token_signed(SECRET, user)
+}
+
+/// [`token`] signed with `secret`.
+pub fn token_signed(secret: &str, user: &str) -> Result<String> {
     let claims = json!({"sub": user, "exp": herald_core::unix_now() + 3600});
     Ok(jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
         &claims,
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
     )?)
 }
 

@@ -24,6 +24,15 @@
 //!   streaming and SSE on one in-process server, latency and connects/s against
 //!   the WebSocket row, every delivery checked; `transports/client.rs` is its
 //!   subscriber side, `transports/doc.rs` its table and section.
+//! - `soak.rs`: `soak` (run by `scripts/soak.sh MINUTES`), the release herald
+//!   under paced mixed traffic (fan-out, recovery, presence, inbox, chat,
+//!   reconnect storms) for many minutes, sampled every minute for leaks;
+//!   `soak/` holds each kind of traffic, the trend rule and the `## Soak`
+//!   section of `docs/reliability.md`.
+//! - `chaos.rs`: `chaos`, failures injected under steady load (kill -9, Redis
+//!   and PostgreSQL restarts), one row each in `docs/reliability.md` counting
+//!   what was acknowledged, delivered, kept in history and lost; `chaos/` holds
+//!   its node control, traffic, recovering subscriber and one file per scenario.
 //! - `report.rs`: machine facts, the date, and replacing a section of
 //!   `docs/benchmarks.md`.
 //!
@@ -31,6 +40,7 @@
 //! stderr, the result table to stdout and into `docs/benchmarks.md`.
 
 mod apps;
+mod chaos;
 mod history;
 mod load;
 mod loadgen;
@@ -41,6 +51,7 @@ mod procs;
 mod publishers;
 mod report;
 mod scenarios;
+mod soak;
 mod suite;
 mod suite_doc;
 mod svg;
@@ -76,6 +87,12 @@ enum Command {
     /// Fan-out over WebSocket, HTTP streaming and SSE on one server: deliveries,
     /// latency and connects/s of each fallback against WebSocket; every delivery checked.
     Transports(transports::Args),
+    /// Mixed, paced traffic against the release herald for many minutes, sampled
+    /// every minute; fails on any error or on memory, fd or thread growth.
+    Soak(soak::Args),
+    /// Failures injected under load (kill -9, Redis and PostgreSQL restarts);
+    /// every acknowledged message must survive. Writes docs/reliability.md.
+    Chaos(chaos::Args),
 }
 
 #[tokio::main]
@@ -87,6 +104,8 @@ async fn main() -> ExitCode {
         Command::Nodes(args) => nodes::run(args).await,
         Command::Apps(args) => apps::run(args).await,
         Command::Transports(args) => transports::run(args).await,
+        Command::Chaos(args) => chaos::run(args).await,
+        Command::Soak(args) => soak::run(args).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

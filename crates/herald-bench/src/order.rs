@@ -81,6 +81,20 @@ impl Order {
         self.sent.iter().map(|s| s.load(Ordering::Relaxed)).sum()
     }
 
+    /// Deliveries so far that arrived out of place: after a later one of
+    /// their publisher (counted when skipped, so once), or twice. Unlike
+    /// [`Order::verify`] it does not count publications still in flight, so
+    /// it can be read while traffic runs; it never decreases.
+    pub fn anomalies(&self) -> u64 {
+        self.conns
+            .iter()
+            .map(|conn| {
+                let seen = conn.lock().expect("not poisoned");
+                seen.skipped.len() as u64 + seen.forgotten + seen.late + seen.duplicates
+            })
+            .sum()
+    }
+
     /// Compares every connection with what was published. `node_of` names a
     /// connection's node for the report.
     pub fn verify(&self, node_of: impl Fn(usize) -> usize) -> Verdict {
@@ -319,6 +333,8 @@ mod tests {
             order.tag(0);
         }
         deliver(&order, 0, &[(0, 0), (0, 2), (0, 1), (0, 2), (0, 3)]);
+        // #1 skipped then late counts once; #2 twice counts once.
+        assert_eq!(order.anomalies(), 2);
         let v = order.verify(|_| 0);
         assert!(!v.complete());
         assert_eq!((v.lost, v.late, v.duplicates), (1, 1, 1));

@@ -69,7 +69,7 @@ pub async fn handle(
 
 /// Runs `method` with the JSON `body` and answers it; the caller has checked
 /// who may call.
-pub(crate) async fn answer(app: &App, method: &str, body: &[u8]) -> Response {
+pub async fn answer(app: &App, method: &str, body: &[u8]) -> Response {
     let known = KNOWN_METHODS.contains(&method) || herald_apps::api::METHODS.contains(&method);
     let method_label = if known { method } else { "unknown" }.to_string();
     metrics::counter!(names::API_REQUESTS, "method" => method_label.clone()).increment(1);
@@ -146,7 +146,8 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-const KNOWN_METHODS: [&str; 15] = [
+/// The core's server-API methods; the inbox and chat add `herald_apps::api::METHODS`.
+pub const KNOWN_METHODS: [&str; 15] = [
     "publish",
     "broadcast",
     "subscribe",

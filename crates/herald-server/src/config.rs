@@ -259,15 +259,32 @@ const LIST_KEYS: [&str; 2] = ["allowed_origins", "events"];
 /// Loads the file (if any), applies environment overrides, then validates.
 /// Every problem found is returned, each naming its key path.
 pub fn load(path: Option<&Path>, env: &HashMap<String, String>) -> Result<Config, Vec<String>> {
-    let mut table = match path {
+    match path {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| vec![format!("{}: cannot read: {e}", path.display())])?;
-            text.parse::<toml::Table>()
-                .map_err(|e| vec![format!("{}: invalid TOML: {e}", path.display())])?
+            parse(&text, &path.display().to_string(), env)
         }
-        None => toml::Table::new(),
-    };
+        None => from_table(toml::Table::new(), env),
+    }
+}
+
+/// [`load`] for a file's text; `origin` names the file in a TOML error.
+pub fn parse(
+    text: &str,
+    origin: &str,
+    env: &HashMap<String, String>,
+) -> Result<Config, Vec<String>> {
+    let table = text
+        .parse::<toml::Table>()
+        .map_err(|e| vec![format!("{origin}: invalid TOML: {e}")])?;
+    from_table(table, env)
+}
+
+fn from_table(
+    mut table: toml::Table,
+    env: &HashMap<String, String>,
+) -> Result<Config, Vec<String>> {
     apply_env(&mut table, env);
     let mut errors = Vec::new();
     let config = Config {

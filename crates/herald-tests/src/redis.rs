@@ -1,5 +1,6 @@
 //! Real, ephemeral Redis servers for tests: standalone (restartable, optionally
-//! with an append-only file), one master watched by a Sentinel, and a Cluster.
+//! with an append-only file), one master watched by a Sentinel, and a Cluster
+//! (optionally with replicas, for a manual failover).
 //!
 //! Synchronous and std-only on purpose: the fixtures run `redis-server` and
 //! `redis-cli` as child processes and speak RESP over a plain `TcpStream`, so
@@ -265,6 +266,13 @@ impl RedisCluster {
     /// every node reports `cluster_state:ok`, all 16384 slots assigned and every
     /// other node known. None when `redis-server` or `redis-cli` is missing.
     pub fn start(masters: usize) -> Option<Self> {
+        Self::start_with_replicas(masters, 0)
+    }
+
+    /// As [`RedisCluster::start`], with `replicas` replicas per master
+    /// (`--cluster-replicas`), for failover tests; the replicas come after
+    /// the masters in [`RedisCluster::nodes`].
+    pub fn start_with_replicas(masters: usize, replicas: usize) -> Option<Self> {
         assert!(
             masters >= 3,
             "redis-cli --cluster create needs at least 3 masters, got {masters}"
@@ -275,18 +283,18 @@ impl RedisCluster {
         // The cluster config file is relative to --dir, the node's temporary directory.
         let options = "--appendonly no --cluster-enabled yes --cluster-config-file nodes.conf \
                        --cluster-node-timeout 2000";
-        for _ in 0..masters {
+        for _ in 0..masters * (1 + replicas) {
             let port = free_port(true);
             let node = RedisServer::launch(server.clone(), port, temp_dir(), &[], options);
             // Pushed one by one so a failed start still drops (kills) the earlier nodes.
             cluster.nodes.push(node);
         }
-        cluster.create(&cli);
+        cluster.create(&cli, replicas);
         cluster.wait_until_formed();
         Some(cluster)
     }
 
-    fn create(&self, cli: &Path) {
+    fn create(&self, cli: &Path, replicas: usize) {
         let log_dir = self.nodes[0].dir.path();
         let mut command = Command::new(cli);
         command.args(["--cluster", "create"]);
@@ -295,7 +303,8 @@ impl RedisCluster {
             .iter()
             .map(|node| format!("{HOST}:{}", node.port));
         command.args(addresses);
-        command.args(["--cluster-replicas", "0", "--cluster-yes"]);
+        let replicas = replicas.to_string();
+        command.args(["--cluster-replicas", &replicas, "--cluster-yes"]);
         let mut child = spawn_logged(command, log_dir);
         let status = poll(CLUSTER_CREATE_WAIT, || {
             child.try_wait().expect("can watch redis-cli")
@@ -412,6 +421,66 @@ impl RedisCluster {
             );
         }
         (source, target)
+    }
+
+    /// A graceful manual failover of the master serving `slot`: `CLUSTER
+    /// FAILOVER` on one of its replicas, which first catches up with the
+    /// master, then takes over its slots. Returns (old master port, new master
+    /// port) once every node's CLUSTER NODES shows the replica serving the slot.
+    /// Panics when the master has no replica.
+    pub fn failover(&self, slot: u16) -> (u16, u16) {
+        let first = self.nodes[0].port;
+        let master = owner_in_view(first, slot)
+            .unwrap_or_else(|| panic!("node {first} knows no owner of slot {slot}"));
+        let port_of = |address: &str| -> Option<u16> {
+            address
+                .split(['@', ','])
+                .next()?
+                .rsplit_once(':')?
+                .1
+                .parse()
+                .ok()
+        };
+        // Replicas show in CLUSTER NODES once gossip has carried their role,
+        // and can take over once their replication link is up.
+        let mut nodes = String::new();
+        let found = poll(CLUSTER_CREATE_WAIT, || {
+            nodes = probe(first, &[b"CLUSTER", b"NODES"])?.render();
+            let (mut master_port, mut replica) = (None, None);
+            for line in nodes.lines() {
+                // <id> <addr> <flags> <master> ...
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let [id, address, flags, of, ..] = fields[..] else {
+                    continue;
+                };
+                if id == master {
+                    master_port = port_of(address);
+                } else if flags.contains("slave") && of == master {
+                    replica = port_of(address).map(|port| (id.to_string(), port));
+                }
+            }
+            let (id, port) = replica?;
+            let info = probe(port, &[b"INFO", b"replication"])?.render();
+            info.lines()
+                .any(|line| line.trim() == "master_link_status:up")
+                .then_some((master_port?, id, port))
+        });
+        let (master_port, replica_id, replica_port) = found.unwrap_or_else(|| {
+            panic!("the master of slot {slot} has no replica in sync within {CLUSTER_CREATE_WAIT:?}:\n{nodes}")
+        });
+        let reply = call(replica_port, &[b"CLUSTER", b"FAILOVER"]).render();
+        assert_eq!(reply, "OK", "CLUSTER FAILOVER on {replica_port}");
+        for node in &self.nodes {
+            let moved = poll(WAIT, || {
+                (owner_in_view(node.port, slot)? == replica_id).then_some(())
+            });
+            let port = node.port;
+            assert!(
+                moved.is_some(),
+                "node {port} does not see slot {slot} on {replica_port} after the failover"
+            );
+        }
+        (master_port, replica_port)
     }
 
     /// The slot a key hashes to (CRC16 XMODEM mod 16384 with {hash tag} rules), computed locally.

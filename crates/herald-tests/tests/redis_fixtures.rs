@@ -160,3 +160,29 @@ fn cluster_forms_and_move_slot_carries_a_key_to_the_new_owner() {
         assert!(!claims(&nodes, from, slot), "{nodes}");
     }
 }
+
+#[test]
+fn cluster_failover_promotes_a_replica_that_keeps_the_data() {
+    let Some(cluster) = RedisCluster::start_with_replicas(3, 1) else {
+        return;
+    };
+    assert_eq!(cluster.nodes().len(), 6);
+    let key = "failing-over-key";
+    let slot = RedisCluster::key_slot(key);
+    let owner = cluster
+        .nodes()
+        .iter()
+        .find(|node| node.command(&["SET", key, "kept"]) == "OK")
+        .map(RedisServer::port)
+        .expect("one master owns the slot");
+    let (from, to) = cluster.failover(slot);
+    assert_eq!(from, owner);
+    assert_ne!(to, from);
+    let node = |port: u16| cluster.nodes().iter().find(|n| n.port() == port).unwrap();
+    assert_eq!(node(to).command(&["GET", key]), "kept");
+    for node in cluster.nodes() {
+        let nodes = node.command(&["CLUSTER", "NODES"]);
+        assert!(claims(&nodes, to, slot), "{nodes}");
+        assert!(!claims(&nodes, from, slot), "{nodes}");
+    }
+}

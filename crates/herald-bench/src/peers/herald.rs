@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
-const SECRET: &str = "herald-bench-suite-secret-0123456789abcdef";
+pub const SECRET: &str = "herald-bench-suite-secret-0123456789abcdef";
 const API_KEY: &str = "herald-bench-suite-api-key";
 
 pub fn binary(paths: &Paths) -> std::path::PathBuf {
