@@ -88,7 +88,7 @@ name = "private"
 durable = {durable}
 path = {storage_path}
 sync = "{storage_sync}"
-{broker}{namespaces}"""
+{broker}{namespaces}{extra_toml}"""
 
 CONFIG_DEFAULTS: Dict[str, Any] = {
     "listen": "127.0.0.1:0",
@@ -110,6 +110,8 @@ CONFIG_DEFAULTS: Dict[str, Any] = {
     "channel_limit": 128,
     "user_connection_limit": 0,
     "max_message_bytes": 65536,
+    # Raw TOML appended at the end (tables such as [client.proxy.connect]).
+    "extra_toml": "",
 }
 
 

@@ -18,8 +18,9 @@
 //!   `redis_restart.rs`, `cluster_failover.rs`, `pg_restart_apps.rs` (with
 //!   `postgres.rs`, a PostgreSQL server of its own to crash), `redis_proxy.rs`
 //!   (with `proxy.rs`, a TCP proxy that blackholes or delays), `reconnect.rs`,
-//!   `stalled.rs`, `fd_storm.rs`.
+//!   `stalled.rs`, `fd_storm.rs`, `churn.rs`.
 
+mod churn;
 mod cluster_failover;
 mod fd_storm;
 mod fleet;
@@ -184,6 +185,7 @@ const SCENARIOS: &[(&str, &str, Run)] = &[
         Box::pin(stalled::run(c))
     }),
     ("fd-storm", fd_storm::ABOUT, |c| Box::pin(fd_storm::run(c))),
+    ("churn", churn::ABOUT, |c| Box::pin(churn::run(c))),
 ];
 
 pub async fn run(args: Args) -> Result<()> {

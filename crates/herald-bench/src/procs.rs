@@ -190,7 +190,7 @@ fn after_comm(stat: &str) -> Vec<&str> {
         .map_or_else(Vec::new, |(_, rest)| rest.split_whitespace().collect())
 }
 
-fn rss_kib(pid: u32) -> u64 {
+pub fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()

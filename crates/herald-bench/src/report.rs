@@ -157,6 +157,15 @@ fn replace_section(existing: &str, heading: &str, section: &str) -> String {
     out
 }
 
+/// The value of an unlabelled series `name` in a Prometheus text exposition.
+pub fn gauge(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse::<f64>().ok())
+        .map(|value| value.max(0.0).round() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -36,6 +36,11 @@ pub struct ChannelOptions {
     /// History options are validated now and take effect once history lands.
     pub history_size: usize,
     pub history_ttl: Option<String>,
+    /// How long an idle stream's position (epoch and top offset) outlives its
+    /// last publication on the in-memory engine; unset keeps it while the
+    /// process lives. Once forgotten, a client recovering from that position
+    /// is told `recovered: false`, as after a restart of the in-memory engine.
+    pub history_meta_ttl: Option<String>,
     pub force_recovery: bool,
     pub allow_recovery: bool,
     pub force_positioning: bool,
@@ -43,6 +48,14 @@ pub struct ChannelOptions {
     pub force_recovery_mode: Option<String>,
     /// Most publications one recovery may replay; 0 means history_size.
     pub recovery_max_publication_limit: usize,
+    /// Subscribes without a token ask the backend (`[channel.proxy.subscribe]`).
+    pub subscribe_proxy_enabled: bool,
+    /// Client publishes ask the backend, which may rewrite the data
+    /// (`[channel.proxy.publish]`); the `allow_publish_*` options then do not apply.
+    pub publish_proxy_enabled: bool,
+    /// Subscriptions the subscribe proxy gave an `expire_at` ask the backend
+    /// whether they live on (`[channel.proxy.sub_refresh]`).
+    pub sub_refresh_proxy_enabled: bool,
 }
 
 impl ChannelOptions {
@@ -57,6 +70,13 @@ impl ChannelOptions {
             size: self.history_size,
             ttl,
         }
+    }
+
+    /// How long an idle stream's position is kept (`history_meta_ttl`).
+    pub fn history_meta_ttl(&self) -> Option<std::time::Duration> {
+        self.history_meta_ttl
+            .as_deref()
+            .and_then(|ttl| humantime::parse_duration(ttl).ok())
     }
 
     /// Cache mode: a subscribe gets the latest publication, as a live document.

@@ -114,6 +114,40 @@ impl Streams {
         })
     }
 
+    /// Upkeep for streams nobody publishes to: drops publications past their
+    /// retention (otherwise only a next publish trims them), and forgets
+    /// streams whose `policy` gives a meta TTL they have been idle past.
+    /// `policy` answers `None` for a channel it knows nothing of, which is
+    /// left alone. Returns how many streams remain.
+    pub fn sweep(
+        &self,
+        now_ms: u64,
+        policy: impl Fn(&str) -> Option<(Retention, Option<Duration>)>,
+    ) -> usize {
+        let mut remaining = 0;
+        for shard in &self.shards {
+            let mut streams = lock(shard);
+            streams.retain(|channel, stream| {
+                let Some((retention, forget_after)) = policy(channel) else {
+                    return true;
+                };
+                stream.trim(retention, now_ms);
+                forget_after.is_none_or(|after| {
+                    !stream.idle_since(now_ms.saturating_sub(after.as_millis() as u64))
+                })
+            });
+            // A burst of channels leaves the table at its peak size otherwise.
+            if streams.capacity() > 4 * streams.len() + 64 {
+                streams.shrink_to_fit();
+            }
+            remaining += streams.len();
+        }
+        let mut keys = lock(&self.idempotency);
+        keys.retain(|_, (_, deadline)| *deadline > now_ms);
+        keys.shrink_to_fit();
+        remaining
+    }
+
     /// Drops a channel's stream (a mirror nobody on this node watches any more).
     pub fn remove(&self, channel: &str) {
         let shard = (self.hasher.hash_one(channel) as usize) % SHARDS;
@@ -281,3 +315,6 @@ impl Engine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -45,6 +45,8 @@ pub trait Extension: Send + Sync + 'static {
 pub struct Wait {
     pub channels: Vec<String>,
     pub access: Option<AccessCheck>,
+    /// A question for the application's backend.
+    pub proxy: Option<crate::proxy::ProxyCall>,
 }
 
 /// May `user` subscribe to `channel`? Asked of the extension.
@@ -61,6 +63,8 @@ pub struct Prepared {
     pub ready: bool,
     /// The permission looked up, for the channel asked about.
     pub access: Option<(String, Result<bool, ErrorCode>)>,
+    /// The backend's answer, with what it was asked about.
+    pub proxied: Option<crate::session::Proxied>,
     /// Keep the channels ready until the command has run again.
     pub(crate) _guards: Vec<crate::broker::WatchGuard>,
 }
@@ -107,11 +111,22 @@ impl crate::Node {
             };
             Some((check.channel, allowed))
         };
-        let (outcomes, access) = futures_util::future::join(readiness, access).await;
+        let proxied = async {
+            let call = wait.proxy?;
+            let answer = self.call_proxy(&call).await;
+            Some(crate::session::Proxied {
+                kind: call.kind,
+                subject: call.subject,
+                answer,
+            })
+        };
+        let (outcomes, access, proxied) =
+            futures_util::future::join3(readiness, access, proxied).await;
         let ready = outcomes.iter().all(Result::is_ok);
         Prepared {
             ready,
             access,
+            proxied,
             _guards: outcomes
                 .into_iter()
                 .filter_map(|o| o.ok().flatten())

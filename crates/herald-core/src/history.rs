@@ -59,6 +59,9 @@ pub struct Stream {
     epoch: Arc<str>,
     top: u64,
     entries: VecDeque<Arc<StoredPublication>>,
+    /// When the stream last changed (created, appended to, reset), so an idle
+    /// stream's position can be forgotten after the namespace's meta TTL.
+    touched_ms: u64,
 }
 
 pub fn new_epoch() -> Arc<str> {
@@ -77,6 +80,7 @@ impl Stream {
             epoch,
             top,
             entries: entries.into_iter().map(Arc::new).collect(),
+            touched_ms: now_ms(),
         }
     }
 
@@ -103,6 +107,7 @@ impl Stream {
             "offsets are assigned in order"
         );
         self.top = publication.offset;
+        self.touched_ms = self.touched_ms.max(publication.time_ms);
         self.entries.push_back(Arc::new(publication));
         self.trim(retention, now_ms);
     }
@@ -120,6 +125,12 @@ impl Stream {
         {
             self.entries.pop_front();
         }
+    }
+
+    /// Whether nothing is retained and nothing changed since `idle_since_ms`:
+    /// such a stream holds only its position, which may then be forgotten.
+    pub fn idle_since(&self, idle_since_ms: u64) -> bool {
+        self.entries.is_empty() && self.touched_ms < idle_since_ms
     }
 
     /// Empties the stream under a new epoch (the server API's `history_remove`).

@@ -38,6 +38,13 @@ pub enum Control {
         expired: bool,
         expire_at: Option<u64>,
     },
+    /// The backend's answer to a `refresh` or `sub_refresh` the session
+    /// asked for in the background (`subject`: the channel, for sub_refresh).
+    Proxied {
+        kind: crate::proxy::ProxyKind,
+        subject: String,
+        answer: crate::proxy::ProxyAnswer,
+    },
 }
 
 /// What the rest of the server holds of one live connection.
@@ -346,6 +353,11 @@ impl Hub {
         let info = state.presence.remove(client_id).map(|entry| entry.info);
         if state.subscribers.is_empty() && state.presence.is_empty() {
             channels.remove(channel);
+            // After a burst of channels, give the table back as they go idle.
+            let left = channels.len();
+            if channels.capacity() > 4 * left + 64 {
+                channels.shrink_to(2 * left);
+            }
         }
         info
     }

@@ -14,6 +14,7 @@
 //! - [`broker`]: the trait a scale-out broker implements, and commands between nodes.
 //! - [`mirror`]: applying what the broker delivers to the local streams, in order.
 //! - [`extension`]: the hooks the inbox and chat plug into a node through.
+//! - [`proxy`]: asking the application's backend (Centrifugo's proxy format).
 //! - [`durable`]: the group-commit writer and the trait durable stores implement.
 //! - [`session`]: one client's state machine: commands in, replies out.
 //! - [`status`]: online status per user, across tabs and nodes.
@@ -33,6 +34,7 @@ pub mod metrics;
 pub mod mirror;
 pub mod node;
 pub mod outbox;
+pub mod proxy;
 pub mod session;
 pub mod status;
 pub mod token;

@@ -20,6 +20,8 @@ pub const RECOVERIES: &str = "herald_recoveries_total";
 pub const COMMIT_SECONDS: &str = "herald_history_commit_seconds";
 pub const COMMITTED: &str = "herald_history_committed_total";
 pub const COMMIT_ERRORS: &str = "herald_history_commit_errors_total";
+/// Channel streams (history and its position) held in this node's memory.
+pub const HISTORY_STREAMS: &str = "herald_history_streams";
 /// 1 while the broker connection and its subscriptions are up, 0 while down.
 pub const BROKER_UP: &str = "herald_broker_up";
 pub const BROKER_DISCONNECTS: &str = "herald_broker_disconnects_total";

@@ -76,6 +76,8 @@ pub struct Node {
     pub(crate) extension: std::sync::OnceLock<Arc<dyn crate::extension::Extension>>,
     /// Told about connections and subscriptions, for webhooks.
     pub(crate) observer: std::sync::OnceLock<Arc<dyn crate::extension::Observer>>,
+    /// The application backend's proxies, once the server plugs them in.
+    pub(crate) proxy: std::sync::OnceLock<Arc<dyn crate::proxy::ProxyTransport>>,
     started: Instant,
 }
 
@@ -195,6 +197,7 @@ impl Node {
             last_seen: Default::default(),
             extension: Default::default(),
             observer: Default::default(),
+            proxy: Default::default(),
             started: Instant::now(),
         }
     }
@@ -330,6 +333,22 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// Trims expired history from streams nobody publishes to and, on the
+    /// in-memory engine alone, forgets streams idle past their namespace's
+    /// `history_meta_ttl`. A durable stream's position must match what
+    /// storage holds, and a broker's mirror is dropped by the mirror itself,
+    /// so those keep theirs. Returns how many streams remain.
+    pub fn sweep_history(&self) -> usize {
+        let may_forget = self.broker.is_none() && !self.engine.is_durable();
+        self.engine
+            .streams()
+            .sweep(crate::history::now_ms(), |channel| {
+                let options = self.namespaces.options(channel).ok()?;
+                let forget_after = options.history_meta_ttl().filter(|_| may_forget);
+                Some((options.retention(), forget_after))
+            })
     }
 
     /// `Err(reason)` while the broker is unreachable.

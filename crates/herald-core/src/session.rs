@@ -13,13 +13,19 @@
 //! - `connect.rs`: `connect` and `refresh`, token checks and server-side subscriptions.
 //! - `subscribe.rs`: `subscribe`, `unsubscribe`, `sub_refresh` and the permission rules.
 //! - `channel_ops.rs`: `publish`, `presence`, `presence_stats`, `history`.
-//! - `rpc.rs`: `rpc`, answered by the node's extension (the inbox, chat).
+//! - `rpc.rs`: `rpc`, answered by the node's extension (the inbox, chat) or
+//!   the backend.
+//! - `proxied.rs`: asking the application's backend (`crate::proxy`), and
+//!   the refreshes it answers in the background.
 
 mod channel_ops;
 mod connect;
+mod proxied;
 mod recovery;
 mod rpc;
 mod subscribe;
+
+pub use proxied::{ClientRequest, Proxied};
 
 use crate::control::ControlQueue;
 use crate::extension::{AccessCheck, Prepared, Wait};
@@ -27,6 +33,7 @@ use crate::hub::{ClientHandle, Control, Emulation};
 use crate::metrics;
 use crate::node::Node;
 use crate::outbox::Outbox;
+use crate::proxy::ProxyCall;
 use crate::token::TokenError;
 use bytes::Bytes;
 use herald_protocol::command::{Command, Method};
@@ -40,11 +47,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub struct Session {
+    /// The client id, chosen up front: a connect proxy is told it.
+    id: Arc<str>,
     node: Arc<Node>,
     outbox: Arc<Outbox>,
     control: Arc<ControlQueue>,
     /// Set for HTTP-streaming and SSE connections (see `with_emulation`).
     emulation: Option<Emulation>,
+    /// How the client came, as proxies are told.
+    request: ClientRequest,
     state: State,
     replies: Vec<Bytes>,
     /// Channels the current command needs ready before it can run.
@@ -53,6 +64,10 @@ pub struct Session {
     awaiting_access: Option<AccessCheck>,
     /// The permission looked up while the command waited, for its channel.
     granted: Option<(String, Result<bool, ErrorCode>)>,
+    /// A question for the backend the current command needs answered.
+    awaiting_proxy: Option<ProxyCall>,
+    /// The backend's answer, kept until the command that asked has run.
+    proxied: Option<Proxied>,
     /// Where to pick up once they are.
     resume: Option<Resume>,
     /// Set while a command runs again after its channels could not be made
@@ -95,6 +110,8 @@ struct Connected {
     info: ClientInfo,
     /// When the connection closes unless a `refresh` arrives first.
     expire_close_at: Option<Instant>,
+    /// When to ask the refresh proxy whether a proxied connection lives on.
+    refresh_at: Option<Instant>,
     subscriptions: HashMap<String, Subscription>,
     /// The user's personal channels (Herald's own, joined at connect).
     personal: Vec<String>,
@@ -112,6 +129,12 @@ struct Subscription {
     /// The client's info as seen on this channel (with the token's `info`).
     info: ClientInfo,
     expire_at: Option<Instant>,
+    /// When to ask the sub_refresh proxy whether it lives on.
+    refresh_at: Option<Instant>,
+    /// Whether the client is in the channel's presence, and its joins and
+    /// leaves are sent: the namespace's options, or a subscribe proxy's.
+    presence: bool,
+    announces: bool,
 }
 
 /// What a token's `exp` means for the reply (`expires`, `ttl`) and for the
@@ -144,15 +167,19 @@ impl Session {
     pub fn new(node: Arc<Node>, outbox: Arc<Outbox>, control: Arc<ControlQueue>) -> Self {
         let stale_at = Instant::now() + node.limits.stale_timeout;
         Self {
+            id: uuid::Uuid::new_v4().to_string().into(),
             node,
             outbox,
             control,
             emulation: None,
+            request: ClientRequest::default(),
             state: State::Connecting { stale_at },
             replies: Vec::new(),
             awaiting: Vec::new(),
             awaiting_access: None,
             granted: None,
+            awaiting_proxy: None,
+            proxied: None,
             resume: None,
             ready_failed: false,
         }
@@ -186,6 +213,11 @@ impl Session {
     pub fn resume(&mut self, frame: &[u8], mut prepared: Prepared) -> Result<Step, Disconnect> {
         self.ready_failed = !prepared.ready;
         self.granted = prepared.access.take();
+        // An answer outlives a wait for channels that follows it, so the
+        // backend is asked once per command.
+        if let Some(proxied) = prepared.proxied.take() {
+            self.proxied = Some(proxied);
+        }
         let step = match self.resume.take() {
             Some(Resume::Frame(index)) => self.run_frame(frame, index),
             Some(Resume::Control(control)) => self.handle_control(control),
@@ -193,6 +225,9 @@ impl Session {
         };
         self.ready_failed = false;
         self.granted = None;
+        if !matches!(step, Ok(Step::Await(_))) {
+            self.proxied = None;
+        }
         step
     }
 
@@ -220,19 +255,24 @@ impl Session {
             // Only the command that waited gets the failed wait's answer.
             self.ready_failed = false;
             self.granted = None;
+            self.proxied = None;
         }
         Ok(Step::Done)
     }
 
     /// `Step::Await` when the command just run asked for channels.
     fn await_step(&mut self, resume: Resume) -> Option<Step> {
-        if self.awaiting.is_empty() && self.awaiting_access.is_none() {
+        if self.awaiting.is_empty()
+            && self.awaiting_access.is_none()
+            && self.awaiting_proxy.is_none()
+        {
             return None;
         }
         self.resume = Some(resume);
         Some(Step::Await(Wait {
             channels: std::mem::take(&mut self.awaiting),
             access: self.awaiting_access.take(),
+            proxy: self.awaiting_proxy.take(),
         }))
     }
 
@@ -329,10 +369,7 @@ impl Session {
             }
             // Without a backend to proxy to, asynchronous messages have no receiver.
             Method::Send => Ok(()),
-            Method::Rpc => {
-                self.rpc(id, command.rpc.unwrap_or_default());
-                Ok(())
-            }
+            Method::Rpc => self.rpc(id, command.rpc.unwrap_or_default()),
             Method::Refresh => self.refresh(id, command.refresh.unwrap_or_default()),
             Method::SubRefresh => self.sub_refresh(id, command.sub_refresh.unwrap_or_default()),
             Method::Unknown => {
@@ -371,6 +408,12 @@ impl Session {
         self.replies.push(Reply::error(id, &error));
     }
 
+    /// An error with its own message, such as a backend's refusal.
+    fn error_detailed(&mut self, id: u32, error: &herald_protocol::DetailedError) {
+        metrics::count_error(error.code);
+        self.replies.push(Reply::error(id, error));
+    }
+
     /// Queues the pending replies as one frame, so they precede any push that
     /// follows (a join after a subscribe reply, say).
     fn flush_replies(&mut self) {
@@ -394,13 +437,22 @@ impl Session {
         match &self.state {
             State::Connecting { stale_at } => *stale_at,
             State::Connected(c) => {
-                let subscription_expiry = c.subscriptions.values().filter_map(|s| s.expire_at);
-                [Some(c.next_ping), c.pong_deadline, c.expire_close_at]
-                    .into_iter()
-                    .flatten()
-                    .chain(subscription_expiry)
-                    .min()
-                    .unwrap_or(c.next_ping)
+                let subscription_expiry = c
+                    .subscriptions
+                    .values()
+                    .flat_map(|s| [s.expire_at, s.refresh_at])
+                    .flatten();
+                [
+                    Some(c.next_ping),
+                    c.pong_deadline,
+                    c.expire_close_at,
+                    c.refresh_at,
+                ]
+                .into_iter()
+                .flatten()
+                .chain(subscription_expiry)
+                .min()
+                .unwrap_or(c.next_ping)
             }
             State::Closed => Instant::now() + Duration::from_secs(3600),
         }
@@ -427,6 +479,10 @@ impl Session {
                         self.node.hub.touch_presence(channel, &c.handle.id);
                     }
                 }
+                self.refresh_due(now);
+                let State::Connected(c) = &mut self.state else {
+                    return Ok(());
+                };
                 c.subscriptions
                     .iter()
                     .filter(|(_, s)| s.expire_at.is_some_and(|d| now >= d))
@@ -470,6 +526,11 @@ impl Session {
                     self.remove_subscription(&channel, Some(Unsubscribe::INSUFFICIENT_STATE));
                 }
             }
+            Control::Proxied {
+                kind,
+                subject,
+                answer,
+            } => self.refreshed(kind, &subject, answer)?,
             Control::Refresh { expired, expire_at } => {
                 if expired {
                     return Err(Disconnect::EXPIRED);
@@ -507,12 +568,9 @@ impl Session {
                 .outbox
                 .push(push::unsubscribe(channel, &unsubscribe));
         }
-        let join_leave = self
-            .node
-            .namespaces
-            .options(channel)
-            .is_ok_and(|o| o.join_leave);
-        let leave = join_leave.then(|| push::leave(channel, &subscription.info));
+        let leave = subscription
+            .announces
+            .then(|| push::leave(channel, &subscription.info));
         self.node
             .subscriber_left(channel, &c.handle.id, presence.is_some(), leave);
         true

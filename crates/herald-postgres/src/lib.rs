@@ -10,6 +10,7 @@
 //! - this file: errors, opening, loading at start-up, and the batch commit.
 //! - `schema.rs`: the `herald_`-prefixed tables and their versioned
 //!   migrations, serialised by an advisory lock.
+//! - `probe.rs`: whether the server answers, for `/health` ([`Probe`]).
 //! - `url.rs`: checking `storage.url` and masking its password
 //!   ([`check_url`], [`mask_password`]).
 //! - [`testing`] (feature `testing`): a fresh database per test.
@@ -17,11 +18,13 @@
 //!   PostgreSQL's own (migrations, URLs, reconnecting).
 #![forbid(unsafe_code)]
 
+mod probe;
 mod schema;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod url;
 
+pub use probe::Probe;
 pub use url::{check_url, mask_password};
 
 use herald_core::durable::{

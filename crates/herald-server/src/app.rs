@@ -21,13 +21,35 @@ pub struct App {
     pub writer_metrics: WriterMetrics,
     pub api_key: String,
     pub allowed_origins: Vec<String>,
+    /// Client request headers some proxy forwards, lower case.
+    pub proxy_headers: std::collections::HashSet<String>,
     pub max_message_bytes: usize,
     pub transports: crate::config::TransportsSection,
     pub shutdown: Shutdown,
+    /// What `/health` reports.
+    pub health: crate::health::Health,
     pub connections: ConnectionTracker,
 }
 
 impl App {
+    /// What proxies are told of a client's request: the transport, and the
+    /// headers some proxy forwards (`http_headers`).
+    pub fn client_request(
+        &self,
+        transport: &'static str,
+        headers: &axum::http::HeaderMap,
+    ) -> herald_core::session::ClientRequest {
+        let forwarded: Vec<(String, String)> = headers
+            .iter()
+            .filter(|(name, _)| self.proxy_headers.contains(name.as_str()))
+            .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_string())))
+            .collect();
+        herald_core::session::ClientRequest {
+            transport,
+            headers: forwarded.into(),
+        }
+    }
+
     /// No list, or `*` in it, allows any origin; a request without an Origin
     /// header (a backend, a CLI) is not a browser and is allowed.
     pub fn origin_allowed(&self, origin: Option<&str>) -> bool {

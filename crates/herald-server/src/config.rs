@@ -3,10 +3,14 @@
 
 mod apps;
 mod broker;
+mod consumers;
+mod proxy;
 mod web;
 mod webhooks;
 
 pub use apps::{ChatSection, InboxSection};
+pub use consumers::{ConsumerSection, PostgresqlConsumer, RedisStreamConsumer};
+pub use proxy::{ChannelProxies, ClientProxies, ProxySection, RpcSection};
 pub use web::{AdminSection, DemoSection, TransportsSection};
 pub use webhooks::WebhooksSection;
 
@@ -33,6 +37,10 @@ pub struct Config {
     pub admin: AdminSection,
     pub demo: DemoSection,
     pub channel: ChannelSection,
+    /// `[rpc]`: which rpc methods the backend answers, and where.
+    pub rpc: RpcSection,
+    /// `[[consumers]]`: outbox tables and streams whose rows run as API calls.
+    pub consumers: Vec<ConsumerSection>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -95,6 +103,8 @@ pub struct ClientSection {
     pub max_message_bytes: usize,
     pub queue_max_messages: usize,
     pub queue_max_bytes: usize,
+    /// `[client.proxy.connect]` and `[client.proxy.refresh]`.
+    pub proxy: ClientProxies,
 }
 
 impl Default for ClientSection {
@@ -110,6 +120,7 @@ impl Default for ClientSection {
             max_message_bytes: 64 * 1024,
             queue_max_messages: 4096,
             queue_max_bytes: 4 * 1024 * 1024,
+            proxy: ClientProxies::default(),
         }
     }
 }
@@ -180,6 +191,8 @@ impl Default for BrokerSection {
 pub struct ChannelSection {
     pub without_namespace: ChannelOptions,
     pub namespaces: Vec<(String, ChannelOptions)>,
+    /// `[channel.proxy.subscribe]`, `publish` and `sub_refresh`.
+    pub proxy: ChannelProxies,
 }
 
 /// Reads `[channel]`, checking each namespace on its own so one bad namespace
@@ -230,8 +243,12 @@ fn channel_section(table: &toml::Table, errors: &mut Vec<String>) -> ChannelSect
                     }
                 }
             }
+            "proxy" => match ChannelProxies::deserialize(value.clone()) {
+                Ok(proxy) => section.proxy = proxy,
+                Err(e) => errors.push(format!("channel.proxy: {}", e.to_string().trim())),
+            },
             other => errors.push(format!(
-                "channel.{other}: unknown key; expected without_namespace or namespaces"
+                "channel.{other}: unknown key; expected without_namespace, namespaces or proxy"
             )),
         }
     }
@@ -286,6 +303,7 @@ fn from_table(
     env: &HashMap<String, String>,
 ) -> Result<Config, Vec<String>> {
     apply_env(&mut table, env);
+    consumers::apply_env(&mut table, env);
     let mut errors = Vec::new();
     let config = Config {
         server: section(&table, "server", &mut errors),
@@ -301,9 +319,15 @@ fn from_table(
         admin: section(&table, "admin", &mut errors),
         demo: section(&table, "demo", &mut errors),
         channel: channel_section(&table, &mut errors),
+        rpc: section(&table, "rpc", &mut errors),
+        consumers: consumers::consumers_section(&table, &mut errors),
     };
     for key in table.keys() {
-        if !SECTIONS.contains(&key.as_str()) && key != "channel" {
+        if !SECTIONS.contains(&key.as_str())
+            && key != "channel"
+            && key != "consumers"
+            && key != "rpc"
+        {
             errors.push(format!("{key}: unknown section"));
         }
     }
@@ -401,6 +425,7 @@ its key, and server.listen `{}` is reachable from the network; turn the demo off
         let mut errors = Vec::new();
         self.chat.check(&mut errors);
         self.webhooks.check(&mut errors);
+        self.check_proxies(&mut errors);
         self.admin.check(&mut errors);
         if self.server.listen.parse::<SocketAddr>().is_err() {
             errors.push(format!(
@@ -504,10 +529,15 @@ its key, and server.listen `{}` is reachable from the network; turn the demo off
 
 fn validate_options(key: &str, options: &ChannelOptions) -> Vec<String> {
     let mut errors = Vec::new();
-    if let Some(ttl) = &options.history_ttl
-        && let Err(e) = parse_duration(&format!("{key}.history_ttl"), ttl)
-    {
-        errors.push(e);
+    for (name, ttl) in [
+        ("history_ttl", &options.history_ttl),
+        ("history_meta_ttl", &options.history_meta_ttl),
+    ] {
+        if let Some(ttl) = ttl
+            && let Err(e) = parse_duration(&format!("{key}.{name}"), ttl)
+        {
+            errors.push(e);
+        }
     }
     if let Some(mode) = &options.force_recovery_mode
         && mode != "stream"

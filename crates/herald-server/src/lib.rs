@@ -8,6 +8,7 @@
 //! - [`storage`]: picks and opens the durable history store (SQLite or PostgreSQL),
 //!   and the database of the inbox, chat and webhook outbox.
 //! - [`features`]: starts the inbox, chat and webhooks and plugs them into the node.
+//! - [`consumers`]: runs outbox rows (PostgreSQL, Redis Streams) as server API calls.
 //! - [`transport`]: the WebSocket transport (`/connection/websocket`).
 //! - [`api`]: the server HTTP API (`POST /api/<method>`).
 //! - [`web`]: embedded assets, the demo at `/` and the admin page at `/admin`.
@@ -21,9 +22,11 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod consumers;
 pub mod dev;
 pub mod features;
 pub mod genconfig;
+pub mod health;
 pub mod metrics;
 pub mod server;
 pub mod shutdown;

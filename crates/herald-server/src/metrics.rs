@@ -39,6 +39,14 @@ pub fn handle() -> &'static PrometheusHandle {
 fn describe() {
     metrics::describe_gauge!(names::CONNECTIONS, "Connected clients");
     metrics::describe_gauge!(names::SUBSCRIPTIONS, "Live channel subscriptions");
+    metrics::describe_gauge!(
+        names::HISTORY_STREAMS,
+        "Channel streams (history and position) held in memory, after the last sweep"
+    );
+    metrics::describe_gauge!(
+        crate::health::STORAGE_UP,
+        "1 while PostgreSQL storage answers the health probe, 0 while it does not"
+    );
     metrics::describe_counter!(names::COMMANDS, "Client commands, by method");
     metrics::describe_counter!(names::MESSAGES_SENT, "Messages queued to clients");
     metrics::describe_counter!(names::MESSAGES_RECEIVED, "WebSocket messages received");

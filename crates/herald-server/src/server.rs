@@ -19,6 +19,8 @@ use std::time::Duration;
 
 /// How long shutdown waits for webhook events to reach the outbox.
 const WEBHOOK_FLUSH: Duration = Duration::from_secs(5);
+/// How long shutdown waits for outbox consumers to finish the batch in hand.
+const CONSUMERS_STOP: Duration = Duration::from_secs(5);
 
 /// A server that is listening; dropping it does not stop it, `shutdown` does.
 pub struct RunningServer {
@@ -27,6 +29,7 @@ pub struct RunningServer {
     trigger: Trigger,
     grace: Duration,
     task: tokio::task::JoinHandle<()>,
+    consumers: Option<herald_consumers::Consumers>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -164,25 +167,38 @@ pub fn router(app: Arc<App>, max_body_bytes: usize) -> Router {
         .with_state(app)
 }
 
-/// 200 while the node can serve; 503 with the reason while its broker is down,
-/// so a load balancer stops sending clients to a node that would lose messages.
+/// 200 while the node can serve; 503 with the reason while its broker or its
+/// PostgreSQL is gone (see `health.rs`).
 async fn health(axum::extract::State(app): axum::extract::State<Arc<App>>) -> impl IntoResponse {
-    match app.node.health() {
+    let (status, mut body) = match app.health.check(&app.node) {
         Ok(()) => (
             axum::http::StatusCode::OK,
-            axum::Json(serde_json::json!({"status": "ok"})),
+            serde_json::json!({"status": "ok"}),
         ),
         Err(reason) => (
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({"status": "unavailable", "reason": reason})),
+            serde_json::json!({"status": "unavailable", "reason": reason}),
         ),
+    };
+    // Reported, never a reason for 503 (see `health.rs`).
+    if let Some(consumers) = app.health.consumers() {
+        body["consumers"] = serde_json::json!(consumers);
     }
+    (status, axum::Json(body))
 }
 
 /// Binds and starts serving in the background.
 pub async fn start(config: &Config) -> Result<RunningServer, StartError> {
     metrics::handle();
     let node = Arc::new(build_node(config).await?);
+    let proxies = config.proxies().map_err(StartError::Config)?;
+    let proxy_headers = proxies
+        .as_ref()
+        .map(herald_proxy::HttpProxies::forwarded_headers)
+        .unwrap_or_default();
+    if let Some(proxies) = proxies {
+        node.set_proxy(Arc::new(proxies));
+    }
     let features = crate::features::start(config, &node).await?;
     let listener = tokio::net::TcpListener::bind(&config.server.listen)
         .await
@@ -211,11 +227,15 @@ pub async fn start(config: &Config) -> Result<RunningServer, StartError> {
         writer_metrics: WriterMetrics::register(),
         api_key: config.api.key.clone(),
         allowed_origins: config.server.allowed_origins.clone(),
+        proxy_headers,
         max_message_bytes: config.client.max_message_bytes,
         transports: config.transports.clone(),
+        health: crate::health::Health::start(config.storage.url.as_deref(), shutdown.clone()),
         shutdown: shutdown.clone(),
         connections: ConnectionTracker::default(),
     });
+    tokio::spawn(sweep_history(app.node.clone(), shutdown.clone()));
+    let consumers = crate::consumers::start(config, &app, shutdown.clone())?;
     let router = router(app.clone(), config.api.max_body_bytes);
     let mut stop = shutdown;
     // Small frames go out at once: with Nagle's algorithm a push waits for
@@ -244,7 +264,26 @@ pub async fn start(config: &Config) -> Result<RunningServer, StartError> {
         trigger,
         grace,
         task,
+        consumers,
     })
+}
+
+/// Between sweeps of idle history streams (`Node::sweep_history`): often
+/// enough that an idle burst's memory goes back within seconds, rarely
+/// enough that walking every stream costs nothing measurable.
+const HISTORY_SWEEP_EVERY: Duration = Duration::from_secs(2);
+
+async fn sweep_history(node: Arc<Node>, mut shutdown: shutdown::Shutdown) {
+    let mut ticks = tokio::time::interval(HISTORY_SWEEP_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = shutdown.recv() => return,
+        }
+        let remaining = node.sweep_history();
+        ::metrics::gauge!(herald_core::metrics::HISTORY_STREAMS).set(remaining as f64);
+    }
 }
 
 impl RunningServer {
@@ -262,6 +301,9 @@ impl RunningServer {
             );
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), self.task).await;
+        if let Some(consumers) = self.consumers {
+            let _ = tokio::time::timeout(CONSUMERS_STOP, consumers.stopped()).await;
+        }
         if let Some(webhooks) = &self.app.webhooks {
             // Events of the closing connections go to the outbox for next time.
             let _ = tokio::time::timeout(WEBHOOK_FLUSH, webhooks.shutdown()).await;

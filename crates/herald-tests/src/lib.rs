@@ -4,6 +4,7 @@
 //! Every wait has a timeout, so a missing event fails the test instead of hanging.
 //! [`durability`] holds the restart and `kill -9` scenarios every durable store runs.
 
+pub mod backend;
 pub mod broker;
 pub mod redis;
 
@@ -190,11 +191,21 @@ impl Client {
     }
 
     pub async fn open_with_origin(url: &str, origin: Option<&str>) -> Result<Self, String> {
+        let origin: Vec<(&str, &str)> = origin.map(|o| ("origin", o)).into_iter().collect();
+        Self::open_with_headers(url, &origin).await
+    }
+
+    /// Opens with extra request headers, such as a browser's `Cookie`.
+    pub async fn open_with_headers(url: &str, headers: &[(&str, &str)]) -> Result<Self, String> {
         let mut request = url.into_client_request().map_err(|e| e.to_string())?;
-        if let Some(origin) = origin {
-            request
-                .headers_mut()
-                .insert("origin", origin.parse().map_err(|_| "bad origin")?);
+        for (name, value) in headers {
+            let value = value
+                .parse()
+                .map_err(|_| format!("bad header value {value}"))?;
+            let name: tokio_tungstenite::tungstenite::http::HeaderName = name
+                .parse()
+                .map_err(|_| format!("bad header name {name}"))?;
+            request.headers_mut().insert(name, value);
         }
         let (ws, _) = tokio_tungstenite::connect_async(request)
             .await

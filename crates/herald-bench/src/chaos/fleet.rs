@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 /// Longest nodes and subscribers may take to be back after a failure.
 pub const RECOVERY_WAIT: Duration = Duration::from_secs(30);
+/// The brief's bound: /health must say 503 within this of a required
+/// dependency (Redis, PostgreSQL) going away.
+pub const DETECT_WAIT: Duration = Duration::from_secs(5);
 
 /// How the subscribers came through, once the fleet finished.
 pub struct Finished {
@@ -216,11 +219,14 @@ pub fn outage_health(
     let slowest = |times: &[Option<Instant>], from: Instant| {
         latest(times).map(|t| t.saturating_duration_since(from))
     };
+    let of_nodes = match detected.len() {
+        1 => String::new(),
+        n => format!(" (slowest of {n} nodes)"),
+    };
     row.health = format!(
-        "503 after {}, 200 again {} after restore (slowest of {} nodes)",
+        "503 after {}, 200 again {} after restore{of_nodes}",
         slowest(detected, down).map_or("**never**".into(), secs),
         slowest(healthy, restored).map_or("**never**".into(), secs),
-        detected.len()
     );
     for (k, t) in detected.iter().enumerate() {
         row.require(t.is_some(), || {

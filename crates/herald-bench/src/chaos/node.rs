@@ -97,6 +97,15 @@ history_ttl = "1h"
 force_recovery = true
 allow_subscribe_for_client = true
 
+# The churn scenario's: a little history that expires, and positions
+# forgotten soon after, so idle channels leave nothing behind.
+[[channel.namespaces]]
+name = "churn"
+history_size = 2
+history_ttl = "5s"
+history_meta_ttl = "10s"
+allow_subscribe_for_client = true
+
 # The load generator's namespace (`peers::herald`): no history.
 [[channel.namespaces]]
 name = "bench"
@@ -171,6 +180,11 @@ impl Node {
 
     pub fn ws_url(&self) -> String {
         format!("ws://127.0.0.1:{}/connection/websocket", self.port)
+    }
+
+    /// Resident memory of the node's process group, in KiB (0 when stopped).
+    pub fn rss_kib(&self) -> u64 {
+        self.process.as_ref().map_or(0, Process::rss_kib)
     }
 
     pub fn pid(&self) -> Option<u32> {

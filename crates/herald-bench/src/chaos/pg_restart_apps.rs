@@ -5,8 +5,8 @@
 //! `chat_history`; calls during the outage must fail, not be acknowledged
 //! and lost.
 
-use super::fleet::RECOVERY_WAIT;
-use super::node::{Broker, HealthWatch, Node, Spec, Storage};
+use super::fleet::{self, DETECT_WAIT, RECOVERY_WAIT};
+use super::node::{self, Broker, HealthWatch, Node, Spec, Storage};
 use super::postgres::OwnPostgres;
 use super::traffic::{self, Ack, Callers, MakeCall, api};
 use super::{Ctx, Row, secs};
@@ -24,8 +24,8 @@ immediate` (every backend killed, no checkpoint), stays down for the scale's out
 started again on the same data (it replays its WAL). *Lost* = acknowledged `notify` ids or \
 `chat_post` messages that `notifications_list` and `chat_history` (read page by page \
 afterwards) do not return. Pass: lost 0, no call answered while PostgreSQL was down is lost, no \
-notification or message stored twice, and both kinds of call acknowledged again within 30 s \
-of the restart. *Recovery time* = from PostgreSQL accepting connections again until both kinds \
+notification or message stored twice, /health 503 within 5 s of the crash and 200 again within \
+30 s of the restart, and both kinds of call acknowledged again within 30 s of the restart. *Recovery time* = from PostgreSQL accepting connections again until both kinds \
 of call are acknowledged again.";
 
 const USERS: usize = 8;
@@ -104,9 +104,17 @@ async fn drive(ctx: &Ctx<'_>, node: &Node, postgres: &OwnPostgres) -> Result<Row
     eprintln!("  {} acknowledged; crashing PostgreSQL", callers.acked());
     let down = Instant::now();
     postgres.crash().await?;
-    tokio::time::sleep_until((down + s.outage).into()).await;
+    let detected = health
+        .wait(down, down + DETECT_WAIT, node::is_unavailable)
+        .await;
+    // Down for the scale's outage after the node noticed, so calls do meet it.
+    let until = detected.unwrap_or(down + DETECT_WAIT) + s.outage;
+    tokio::time::sleep_until(until.into()).await;
     postgres.start_server().await?;
     let restored = Instant::now();
+    let healthy = health
+        .wait(restored, restored + RECOVERY_WAIT, node::is_ok)
+        .await;
     let acked_restored = callers.acked();
     eprintln!(
         "  PostgreSQL back after {}; {acked_restored} acknowledged",
@@ -126,11 +134,13 @@ async fn drive(ctx: &Ctx<'_>, node: &Node, postgres: &OwnPostgres) -> Result<Row
         calls.failed,
         calls.first_error
     );
-    let unhealthy = health.failures_between(down, restored);
-    row.health = match unhealthy {
-        0 => "200 throughout the outage (/health reflects only the broker)".into(),
-        n => format!("{n} polls not 200 during the outage"),
-    };
+    fleet::outage_health(
+        &mut row,
+        (down, DETECT_WAIT),
+        restored,
+        &[detected],
+        &[healthy],
+    );
 
     let during = calls
         .acks

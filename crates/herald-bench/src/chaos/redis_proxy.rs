@@ -4,10 +4,11 @@
 //! chunk for a while; node 1's /health, the publishes through it and its
 //! subscribers are watched, and nothing acknowledged may be lost.
 
+use super::fleet::DETECT_WAIT;
 use super::fleet::{self, Fleet, RECOVERY_WAIT};
 use super::node::{self, Broker};
 use super::proxy::{Mode, Proxy};
-use super::redis_restart::{DETECT_WAIT, SUBSCRIBERS_PER_NODE};
+use super::redis_restart::SUBSCRIBERS_PER_NODE;
 use super::{Ctx, Row, failed, secs};
 use crate::Result;
 use herald_tests::redis::{RedisOptions, RedisServer};

@@ -4,12 +4,12 @@
 //! come back, and every acknowledged publication must be in history and
 //! reach every subscriber on either node.
 
-use super::fleet::{self, Fleet, RECOVERY_WAIT};
+use super::fleet::{self, DETECT_WAIT, Fleet, RECOVERY_WAIT};
 use super::node::{self, Broker, Spec, Storage};
 use super::{Ctx, Row, failed, secs};
 use crate::Result;
 use herald_tests::redis::{RedisOptions, RedisServer};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 pub const ABOUT: &str = "**`redis-restart`**: two nodes with `[broker] kind = \"redis\"` on \
 one `redis-server` (history in Redis streams; nothing in SQLite), two subscribers on each node, \
@@ -27,8 +27,6 @@ answer 200 and every subscriber that was told to resubscribe has recovered.";
 
 pub const NODES: usize = 2;
 pub const SUBSCRIBERS_PER_NODE: usize = 2;
-/// The brief's bound: /health must say 503 within this of Redis going down.
-pub const DETECT_WAIT: Duration = Duration::from_secs(5);
 
 /// `count` nodes named `<scenario>-<k>` on `broker`, with nothing on disk.
 pub fn specs(scenario: &str, broker: Broker, count: usize) -> Vec<Spec> {

@@ -154,8 +154,13 @@ pub fn tokens(count: usize) -> Result<Vec<String>> {
         .collect()
 }
 
+/// A room's channel: `bench:<room>`, unless the room names its namespace.
 fn channel(room: &str) -> String {
-    format!("bench:{room}")
+    if room.contains(':') {
+        room.to_string()
+    } else {
+        format!("bench:{room}")
+    }
 }
 
 pub async fn handshake(ws: &mut Ws, rooms: &[String], token: Option<&str>) -> Result<()> {

@@ -6,6 +6,7 @@
 use crate::Result;
 use crate::load::{API_KEY, SECRET};
 use crate::procs::{self, Process};
+use crate::report::gauge;
 use herald_core::metrics::{CONNECTIONS, SUBSCRIPTIONS};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -137,15 +138,6 @@ async fn gauges(http: &reqwest::Client, addr: SocketAddr) -> Result<(Option<u64>
     .await
     .map_err(|_| "no answer within 10 s")??;
     Ok((gauge(&text, CONNECTIONS), gauge(&text, SUBSCRIPTIONS)))
-}
-
-/// The value of an unlabelled series `name` in a Prometheus text exposition.
-fn gauge(text: &str, name: &str) -> Option<u64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|value| value.trim().parse::<f64>().ok())
-        .map(|value| value.max(0.0).round() as u64)
 }
 
 #[cfg(test)]

@@ -117,3 +117,19 @@ fn reset_starts_a_new_epoch() {
     assert_ne!(stream.epoch(), &before);
     assert_eq!(stream.top(), 0);
 }
+
+#[test]
+fn a_stream_is_idle_once_its_history_expired_and_nothing_changed_since() {
+    let start = now_ms();
+    let mut stream = Stream::new();
+    stream.append(publication(1, start), KEEP, start);
+    assert!(
+        !stream.idle_since(start + 1),
+        "it still holds a publication"
+    );
+    let later = start + KEEP.ttl.as_millis() as u64 + 1;
+    stream.trim(KEEP, later);
+    assert!(stream.idle_since(later), "expired, and untouched since");
+    assert!(!stream.idle_since(start), "it was appended to at `start`");
+    assert_eq!(stream.top(), 1, "the position outlives its publications");
+}

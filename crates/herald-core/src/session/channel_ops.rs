@@ -7,6 +7,7 @@ use crate::engine::Draft;
 use crate::history::HistoryQuery;
 use crate::node::Node;
 use crate::node::PublishOptions;
+use crate::proxy::{self, ProxyKind, Verdict};
 use herald_protocol::command::{HistoryRequest, PublishRequest};
 use herald_protocol::reply::{EmptyResult, HistoryResult, PresenceResult, Reply};
 use herald_protocol::{Disconnect, ErrorCode};
@@ -62,7 +63,37 @@ impl Session {
         request: PublishRequest<'_>,
     ) -> Result<(), Disconnect> {
         let channel = request.channel.as_str();
-        if let Err(error) = self.permit(channel, Action::Publish) {
+        let mut options = PublishOptions::default();
+        let mut data = request.data.unwrap_or_else(|| json_null()).to_owned();
+        let mut tags = None;
+        if self.publish_proxied(channel) {
+            // The backend decides instead of the namespace's allow_publish_*.
+            if let Err(error) = crate::channel::validate_name(channel) {
+                self.error(id, error);
+                return Ok(());
+            }
+            let fields = || serde_json::json!({ "channel": channel, "data": request.data });
+            let Some(answer) = self.consult(ProxyKind::Publish, channel, fields) else {
+                return Ok(());
+            };
+            match proxy::judge::<proxy::PublishResult>(ProxyKind::Publish, answer) {
+                Ok(Verdict::Allowed(result)) => {
+                    data = result.data.unwrap_or(data);
+                    options.skip_history = result.skip_history;
+                    options.idempotency_key = result.idempotency_key;
+                    tags = result.tags;
+                }
+                Ok(Verdict::Refused(error)) => {
+                    self.error_detailed(id, &error);
+                    return Ok(());
+                }
+                Ok(Verdict::Disconnect(disconnect)) => return Err(disconnect),
+                Err(_) => {
+                    self.error(id, ErrorCode::INTERNAL);
+                    return Ok(());
+                }
+            }
+        } else if let Err(error) = self.permit(channel, Action::Publish) {
             self.error(id, error);
             return Ok(());
         }
@@ -71,26 +102,33 @@ impl Session {
             .subscriptions
             .get(channel)
             .map_or_else(|| c.info.clone(), |subscription| subscription.info.clone());
-        let data = request.data.unwrap_or_else(|| json_null()).to_owned();
         let draft = Draft {
             data,
             info: Some(info),
-            tags: None,
+            tags,
         };
         let node = self.node.clone();
         let channel = channel.to_string();
         // In memory the publish is done at once and its reply joins this frame's;
         // a durable or brokered publish answers on its own once done.
         self.answer(async move {
-            let result = node
-                .publish(&channel, draft, PublishOptions::default())
-                .await;
+            let result = node.publish(&channel, draft, options).await;
             match result {
                 Ok(_) => Reply::result(id, "publish", &EmptyResult {}),
                 Err(error) => error_reply(id, error),
             }
         });
         Ok(())
+    }
+
+    /// Whether the backend decides publishes to `channel`.
+    fn publish_proxied(&self, channel: &str) -> bool {
+        self.proxied(ProxyKind::Publish)
+            && self
+                .node
+                .namespaces
+                .options(channel)
+                .is_ok_and(|o| o.publish_proxy_enabled)
     }
 
     pub(super) fn presence(&mut self, id: u32, channel: &str) -> Result<(), Disconnect> {

@@ -1,14 +1,26 @@
 //! `connect` and `refresh`.
 
 use super::recovery::Subscribed;
-use super::{Connected, Session, State, expiry};
+use super::subscribe::Terms;
+use super::{Connected, Session, State};
 use crate::hub::{ClientHandle, SubscriberOptions};
+use crate::proxy::{self, ProxyKind, Verdict};
+use crate::token::ConnectClaims;
 use herald_protocol::command::{ConnectRequest, RefreshRequest};
 use herald_protocol::push::ClientInfo;
 use herald_protocol::reply::{ConnectResult, RefreshResult, Reply};
 use herald_protocol::{Disconnect, ErrorCode};
+use serde_json::value::RawValue;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// Who a connection is: from its token, or from the connect proxy.
+struct Credentials {
+    claims: ConnectClaims,
+    /// The connect proxy's `data`, for the connect reply.
+    data: Option<Box<RawValue>>,
+    by_proxy: bool,
+}
 
 impl Session {
     pub(super) fn connect(
@@ -17,20 +29,14 @@ impl Session {
         mut request: ConnectRequest<'_>,
     ) -> Result<(), Disconnect> {
         let limits = self.node.limits.clone();
-        let claims = if request.token.is_empty() {
-            if !limits.allow_anonymous {
-                tracing::info!("connect without token refused: anonymous connections are off");
-                self.error(id, ErrorCode::UNAUTHORIZED);
-                return Ok(());
-            }
-            Default::default()
-        } else {
-            let verified = self.node.verifier.verify_connect(&request.token);
-            match self.claims(id, verified, "connect")? {
-                Some(claims) => claims,
-                None => return Ok(()),
-            }
+        let Some(credentials) = self.credentials(id, &request)? else {
+            return Ok(());
         };
+        let Credentials {
+            claims,
+            data: connect_data,
+            by_proxy,
+        } = credentials;
         let user = claims.sub;
         if limits.user_connection_limit > 0
             && self.node.hub.user_connection_count(&user) >= limits.user_connection_limit
@@ -51,7 +57,7 @@ impl Session {
         if !self.proceed_when_ready(id, known.collect::<Vec<_>>()) {
             return Ok(());
         }
-        let client_id: Arc<str> = uuid::Uuid::new_v4().to_string().into();
+        let client_id = self.id.clone();
         let handle = Arc::new(ClientHandle {
             id: client_id.clone(),
             user: user.as_str().into(),
@@ -59,7 +65,7 @@ impl Session {
             control: self.control.clone(),
             emulation: self.emulation.clone(),
         });
-        let expiry = expiry(claims.exp, limits.expired_close_delay);
+        let (expiry, refresh_at) = self.deadlines(claims.exp, ProxyKind::Refresh, by_proxy);
         self.node.connected(handle.clone());
         let now = Instant::now();
         self.state = State::Connected(Box::new(Connected {
@@ -71,6 +77,7 @@ impl Session {
                 chan_info: None,
             },
             expire_close_at: expiry.deadline,
+            refresh_at,
             subscriptions: Default::default(),
             personal,
             next_ping: now + limits.ping_interval,
@@ -98,8 +105,7 @@ impl Session {
                     &position,
                     &options,
                     options.join_leave,
-                    None,
-                    &no_expiry,
+                    Terms::of(&options),
                 )
                 .unwrap_or_default()
             } else {
@@ -107,7 +113,7 @@ impl Session {
                     join_leave: options.join_leave,
                     positioned_at: None,
                 };
-                self.add_subscription(&channel, subscriber, None, None);
+                self.add_subscription(&channel, subscriber, Terms::of(&options));
                 Subscribed::default()
             };
             owed.push((channel, subscribed));
@@ -122,7 +128,7 @@ impl Session {
             version: node.version,
             expires: expiry.expires,
             ttl: expiry.ttl,
-            data: None,
+            data: connect_data.as_deref(),
             subs,
             ping: limits.ping_interval.as_secs() as u32,
             pong: true,
@@ -159,7 +165,7 @@ impl Session {
             tracing::info!(user = %c.info.user, token_user = %claims.sub, "refresh token is for another user");
             return Err(Disconnect::INVALID_TOKEN);
         }
-        let expiry = expiry(claims.exp, grace);
+        let expiry = super::expiry(claims.exp, grace);
         c.expire_close_at = expiry.deadline;
         let client = c.handle.id.clone();
         let result = RefreshResult {
@@ -170,5 +176,71 @@ impl Session {
         };
         self.reply(id, "refresh", &result);
         Ok(())
+    }
+
+    /// Who connects: the token's claims, an anonymous user where allowed, or
+    /// the connect proxy's answer for a connect without a token. `None` once
+    /// the command was answered with an error, or must wait for the backend.
+    fn credentials(
+        &mut self,
+        id: u32,
+        request: &ConnectRequest<'_>,
+    ) -> Result<Option<Credentials>, Disconnect> {
+        let from_token = |claims| Credentials {
+            claims,
+            data: None,
+            by_proxy: false,
+        };
+        if !request.token.is_empty() {
+            let verified = self.node.verifier.verify_connect(&request.token);
+            return Ok(self.claims(id, verified, "connect")?.map(from_token));
+        }
+        if !self.proxied(ProxyKind::Connect) {
+            if !self.node.limits.allow_anonymous {
+                tracing::info!("connect without token refused: anonymous connections are off");
+                self.error(id, ErrorCode::UNAUTHORIZED);
+                return Ok(None);
+            }
+            return Ok(Some(from_token(ConnectClaims::default())));
+        }
+        let non_empty = |text: &str| (!text.is_empty()).then(|| text.to_string());
+        let fields = || {
+            serde_json::json!({
+                "name": non_empty(&request.name),
+                "version": non_empty(&request.version),
+                "data": request.data,
+            })
+        };
+        let Some(answer) = self.consult(ProxyKind::Connect, "", fields) else {
+            return Ok(None);
+        };
+        match proxy::judge::<proxy::ConnectResult>(ProxyKind::Connect, answer) {
+            Ok(Verdict::Allowed(result)) => {
+                let mut channels = result.channels;
+                channels.extend(result.subs.into_keys());
+                let claims = ConnectClaims {
+                    sub: result.user,
+                    exp: (result.expire_at > 0).then_some(result.expire_at),
+                    info: result.info,
+                    channels,
+                    ..Default::default()
+                };
+                Ok(Some(Credentials {
+                    claims,
+                    data: result.data,
+                    by_proxy: true,
+                }))
+            }
+            Ok(Verdict::Refused(error)) => {
+                tracing::info!(code = error.code, message = %error.message, "the connect proxy refused a connection");
+                self.error_detailed(id, &error);
+                Ok(None)
+            }
+            Ok(Verdict::Disconnect(disconnect)) => Err(disconnect),
+            Err(_) => {
+                self.error(id, ErrorCode::INTERNAL);
+                Ok(None)
+            }
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! then released ahead of every live publication queued after registration, so
 //! nothing is missed and nothing arrives twice.
 
+use super::subscribe::Terms;
 use super::{Expiry, Session};
 use crate::channel::ChannelOptions;
 use crate::history::{StoredPublication, now_ms};
@@ -61,8 +62,7 @@ impl Session {
         request: &SubscribeRequest<'_>,
         options: &ChannelOptions,
         join_leave: bool,
-        chan_info: Option<Box<RawValue>>,
-        expiry: &Expiry,
+        terms: Terms,
     ) -> Result<Subscribed, ErrorCode> {
         let channel = request.channel.as_str();
         let retention = options.retention();
@@ -122,7 +122,7 @@ impl Session {
                 join_leave,
                 positioned_at: owed.positioned.then_some(position.offset),
             };
-            self.add_subscription(channel, subscriber, chan_info, expiry.deadline);
+            self.add_subscription(channel, subscriber, terms);
             Ok(())
         })?;
         Ok(owed)

@@ -4,18 +4,65 @@ use super::{Session, Subscription, expiry};
 use crate::channel::{self, ChannelOptions};
 use crate::extension::AccessCheck;
 use crate::hub::SubscriberOptions;
+use crate::proxy::{self, ProxyKind, SubscribeOverride, Verdict};
 use herald_protocol::command::{SubRefreshRequest, SubscribeRequest};
 use herald_protocol::push;
 use herald_protocol::reply::{EmptyResult, Reply, SubRefreshResult, SubscribeResult};
-use herald_protocol::{Disconnect, ErrorCode};
+use herald_protocol::{DetailedError, Disconnect, ErrorCode};
 use serde_json::value::RawValue;
 use std::time::Instant;
 
-/// What a subscription token granted: extra channel info and an expiry.
+/// What a subscription token or the subscribe proxy granted: extra channel
+/// info and an expiry; from the proxy also data for the reply and changed
+/// namespace options.
 #[derive(Default)]
 struct Grant {
     info: Option<Box<RawValue>>,
     exp: Option<u64>,
+    data: Option<Box<RawValue>>,
+    overrides: Option<SubscribeOverride>,
+    by_proxy: bool,
+}
+
+/// What a new subscription is, beyond what the hub keeps.
+pub(super) struct Terms {
+    pub chan_info: Option<Box<RawValue>>,
+    pub expire_at: Option<Instant>,
+    pub refresh_at: Option<Instant>,
+    pub presence: bool,
+    pub announces: bool,
+}
+
+impl Terms {
+    /// The namespace's terms: no extra info, no expiry.
+    pub fn of(options: &ChannelOptions) -> Self {
+        Self {
+            chan_info: None,
+            expire_at: None,
+            refresh_at: None,
+            presence: options.presence,
+            announces: options.join_leave,
+        }
+    }
+}
+
+/// Applies a subscribe proxy's overrides to the namespace's options.
+fn apply(overrides: &SubscribeOverride, options: &mut ChannelOptions) {
+    let pairs = [
+        (overrides.presence, &mut options.presence),
+        (overrides.join_leave, &mut options.join_leave),
+        (
+            overrides.force_push_join_leave,
+            &mut options.force_push_join_leave,
+        ),
+        (overrides.force_recovery, &mut options.force_recovery),
+        (overrides.force_positioning, &mut options.force_positioning),
+    ];
+    for (value, option) in pairs {
+        if let Some(value) = value {
+            *option = value.value;
+        }
+    }
 }
 
 impl Session {
@@ -25,7 +72,8 @@ impl Session {
         request: SubscribeRequest<'_>,
     ) -> Result<(), Disconnect> {
         let channel = request.channel.as_str();
-        if request.token.is_empty() && self.access_unknown(channel) {
+        let by_proxy = request.token.is_empty() && self.subscribe_proxied(channel);
+        if !by_proxy && request.token.is_empty() && self.access_unknown(channel) {
             let user = self.connected().info.user.clone();
             self.awaiting_access = Some(AccessCheck {
                 user,
@@ -33,10 +81,18 @@ impl Session {
             });
             return Ok(());
         }
-        let grant = match self.authorize_subscribe(channel, &request.token) {
-            Ok(grant) => grant,
+        let authorized = if by_proxy {
+            self.ask_backend(&request)
+        } else {
+            self.authorize_subscribe(channel, &request.token)
+                .map(Some)
+                .map_err(|e| e.map(DetailedError::from))
+        };
+        let grant = match authorized {
+            Ok(Some(grant)) => grant,
+            Ok(None) => return Ok(()),
             Err(Ok(error)) => {
-                self.error(id, error);
+                self.error_detailed(id, &error);
                 return Ok(());
             }
             Err(Err(disconnect)) => return Err(disconnect),
@@ -44,24 +100,35 @@ impl Session {
         if !self.proceed_when_ready(id, [channel]) {
             return Ok(());
         }
-        let options = self
+        let mut options = self
             .node
             .namespaces
             .options(channel)
             .cloned()
             .unwrap_or_default();
+        if let Some(overrides) = &grant.overrides {
+            apply(overrides, &mut options);
+        }
         let join_leave =
             options.join_leave && (options.force_push_join_leave || request.join_leave);
-        let grace = self.node.limits.expired_close_delay;
-        let expiry = expiry(grant.exp, grace);
+        let (expiry, refresh_at) = self.deadlines(grant.exp, ProxyKind::SubRefresh, grant.by_proxy);
+        let terms = Terms {
+            chan_info: grant.info,
+            expire_at: expiry.deadline,
+            refresh_at,
+            ..Terms::of(&options)
+        };
+        let data = grant.data;
         // The reply must precede this client's own join push, and with history
         // every publication after the position it reports.
         self.flush_replies();
         if options.retention().enabled() {
             self.outbox.hold();
-            match self.subscribe_at_position(&request, &options, join_leave, grant.info, &expiry) {
+            match self.subscribe_at_position(&request, &options, join_leave, terms) {
                 Ok(owed) => {
-                    let reply = Reply::result(id, "subscribe", &owed.result(&expiry));
+                    let mut result = owed.result(&expiry);
+                    result.data = data.as_deref();
+                    let reply = Reply::result(id, "subscribe", &result);
                     self.outbox.release(Some(reply));
                 }
                 Err(error) => {
@@ -75,10 +142,11 @@ impl Session {
                 join_leave,
                 positioned_at: None,
             };
-            self.add_subscription(channel, subscriber, grant.info, expiry.deadline);
+            self.add_subscription(channel, subscriber, terms);
             let result = SubscribeResult {
                 expires: expiry.expires,
                 ttl: expiry.ttl,
+                data: data.as_deref(),
                 ..Default::default()
             };
             self.reply(id, "subscribe", &result);
@@ -94,23 +162,8 @@ impl Session {
         channel: &str,
         token: &str,
     ) -> Result<Grant, Result<ErrorCode, Disconnect>> {
-        channel::validate_name(channel).map_err(Ok)?;
-        let options = self.node.namespaces.options(channel).map_err(Ok)?;
-        let State(c) = self.connected_ref();
-        if c.subscriptions.contains_key(channel) {
-            return Err(Ok(ErrorCode::ALREADY_SUBSCRIBED));
-        }
-        // Herald's own personal channels do not count against the app's limit.
-        let personal = c
-            .personal
-            .iter()
-            .filter(|channel| c.subscriptions.contains_key(*channel))
-            .count();
-        if c.subscriptions.len() - personal >= self.node.limits.channel_limit {
-            tracing::info!(client = %c.handle.id, limit = self.node.limits.channel_limit, "channel limit reached");
-            return Err(Ok(ErrorCode::LIMIT_EXCEEDED));
-        }
-        let user = c.info.user.as_str();
+        let options = self.subscribable(channel).map_err(Ok)?;
+        let user = self.connected_ref().0.info.user.as_str();
         if !token.is_empty() {
             let claims = self
                 .node
@@ -123,6 +176,7 @@ impl Session {
             return Ok(Grant {
                 info: claims.info,
                 exp: claims.exp,
+                ..Grant::default()
             });
         }
         if self.guarded(channel) {
@@ -137,6 +191,70 @@ impl Session {
             Ok(Grant::default())
         } else {
             Err(Ok(ErrorCode::PERMISSION_DENIED))
+        }
+    }
+
+    /// What every subscribe must satisfy, whoever grants it: a valid name in
+    /// a known namespace, not subscribed yet, within the channel limit.
+    fn subscribable(&self, channel: &str) -> Result<&ChannelOptions, ErrorCode> {
+        channel::validate_name(channel)?;
+        let options = self.node.namespaces.options(channel)?;
+        let State(c) = self.connected_ref();
+        if c.subscriptions.contains_key(channel) {
+            return Err(ErrorCode::ALREADY_SUBSCRIBED);
+        }
+        // Herald's own personal channels do not count against the app's limit.
+        let personal = c
+            .personal
+            .iter()
+            .filter(|channel| c.subscriptions.contains_key(*channel))
+            .count();
+        if c.subscriptions.len() - personal >= self.node.limits.channel_limit {
+            tracing::info!(client = %c.handle.id, limit = self.node.limits.channel_limit, "channel limit reached");
+            return Err(ErrorCode::LIMIT_EXCEEDED);
+        }
+        Ok(options)
+    }
+
+    /// Whether the backend decides subscriptions to `channel`.
+    fn subscribe_proxied(&self, channel: &str) -> bool {
+        self.proxied(ProxyKind::Subscribe)
+            && self
+                .node
+                .namespaces
+                .options(channel)
+                .is_ok_and(|o| o.subscribe_proxy_enabled)
+    }
+
+    /// The subscribe proxy's grant; `Ok(None)` while the answer is awaited.
+    fn ask_backend(
+        &mut self,
+        request: &SubscribeRequest<'_>,
+    ) -> Result<Option<Grant>, Result<DetailedError, Disconnect>> {
+        let channel = request.channel.as_str();
+        let options = self.subscribable(channel).map_err(|e| Ok(e.into()))?;
+        let refreshes = options.sub_refresh_proxy_enabled;
+        let fields = || {
+            serde_json::json!({
+                "channel": channel,
+                "token": (!request.token.is_empty()).then_some(&request.token),
+                "data": request.data,
+            })
+        };
+        let Some(answer) = self.consult(ProxyKind::Subscribe, channel, fields) else {
+            return Ok(None);
+        };
+        match proxy::judge::<proxy::SubscribeResult>(ProxyKind::Subscribe, answer) {
+            Ok(Verdict::Allowed(result)) => Ok(Some(Grant {
+                info: result.info,
+                exp: (result.expire_at > 0).then_some(result.expire_at),
+                data: result.data,
+                overrides: result.overrides,
+                by_proxy: refreshes,
+            })),
+            Ok(Verdict::Refused(error)) => Err(Ok(error)),
+            Ok(Verdict::Disconnect(disconnect)) => Err(Err(disconnect)),
+            Err(_) => Err(Ok(proxy::unavailable())),
         }
     }
 
@@ -162,18 +280,13 @@ impl Session {
         &mut self,
         channel: &str,
         subscriber: SubscriberOptions,
-        chan_info: Option<Box<RawValue>>,
-        expire_at: Option<Instant>,
+        terms: Terms,
     ) {
-        let presence = self
-            .node
-            .namespaces
-            .options(channel)
-            .is_ok_and(|o| o.presence);
+        let presence = terms.presence;
         let node = self.node.clone();
         let c = self.connected();
         let mut info = c.info.clone();
-        info.chan_info = chan_info;
+        info.chan_info = terms.chan_info;
         node.track_subscriber(channel);
         node.hub.subscribe(
             channel,
@@ -184,24 +297,29 @@ impl Session {
         if !c.is_personal(channel) {
             node.observe_subscription(channel, &info, true);
         }
-        c.subscriptions
-            .insert(channel.to_string(), Subscription { info, expire_at });
+        let subscription = Subscription {
+            info,
+            expire_at: terms.expire_at,
+            refresh_at: terms.refresh_at,
+            presence,
+            announces: terms.announces,
+        };
+        c.subscriptions.insert(channel.to_string(), subscription);
     }
 
     /// Enters the client's presence and tells the channel's join/leave
     /// listeners that it joined; follows every `add_subscription`, after the
     /// reply, so the joiner sees its reply before its own join.
     pub(super) fn announce_join(&mut self, channel: &str) {
-        let Ok(options) = self.node.namespaces.options(channel) else {
-            return;
-        };
-        let (presence, join_leave) = (options.presence, options.join_leave);
         let node = self.node.clone();
         let Some(subscription) = self.connected().subscriptions.get(channel) else {
             return;
         };
-        let join = join_leave.then(|| push::join(channel, &subscription.info));
-        node.subscriber_joined(channel, presence.then_some(&subscription.info), join);
+        let join = subscription
+            .announces
+            .then(|| push::join(channel, &subscription.info));
+        let presence = subscription.presence.then_some(&subscription.info);
+        node.subscriber_joined(channel, presence, join);
     }
 
     /// A subscription made by the server API on a live connection.
@@ -216,7 +334,8 @@ impl Session {
             join_leave: options.join_leave,
             positioned_at: None,
         };
-        self.add_subscription(channel, subscriber, None, None);
+        let terms = Terms::of(options);
+        self.add_subscription(channel, subscriber, terms);
         let result = SubscribeResult {
             data,
             ..Default::default()

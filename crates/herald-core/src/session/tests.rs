@@ -396,8 +396,9 @@ async fn a_subscribe_whose_channel_cannot_be_made_ready_answers_a_temporary_erro
 fn waits_for(channel: &str) -> Wait {
     Wait {
         channels: vec![channel.to_string()],
-        access: None,
+        ..Wait::default()
     }
 }
 
 mod extension;
+mod proxy;

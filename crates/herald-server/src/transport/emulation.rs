@@ -155,8 +155,13 @@ fn open(app: &Arc<App>, headers: &HeaderMap, first: Bytes, framing: Framing) -> 
         session: uuid::Uuid::new_v4().simple().to_string().into(),
         commands,
     };
-    let session =
-        Session::new(app.node.clone(), outbox.clone(), control.clone()).with_emulation(emulation);
+    let transport = match framing {
+        Framing::Lines => "http_stream",
+        Framing::EventStream => "sse",
+    };
+    let session = Session::new(app.node.clone(), outbox.clone(), control.clone())
+        .with_emulation(emulation)
+        .with_client_request(app.client_request(transport, headers));
     let body = stream::body(outbox.clone(), framing, app.writer_metrics.clone());
     tokio::spawn(serve(
         app.clone(),

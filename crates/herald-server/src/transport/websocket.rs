@@ -14,6 +14,7 @@ use axum::response::Response;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use herald_core::control::ControlQueue;
+use herald_core::session::ClientRequest;
 use herald_core::{Outbox, Session};
 use herald_protocol::{Disconnect, pack_frame};
 use std::sync::Arc;
@@ -39,15 +40,19 @@ pub async fn upgrade(
         .max_frame_size(max)
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
-        .on_upgrade(move |socket| serve_connection(socket, app))
+        .on_upgrade(move |socket| {
+            let request = app.client_request("websocket", &headers);
+            serve_connection(socket, app, request)
+        })
 }
 
-async fn serve_connection(socket: WebSocket, app: Arc<App>) {
+async fn serve_connection(socket: WebSocket, app: Arc<App>, request: ClientRequest) {
     let _active = app.connections.enter();
     let (sink, mut stream) = socket.split();
     let outbox = Arc::new(Outbox::new(app.node.limits.outbox));
     let control = Arc::new(ControlQueue::default());
-    let mut session = Session::new(app.node.clone(), outbox.clone(), control.clone());
+    let mut session = Session::new(app.node.clone(), outbox.clone(), control.clone())
+        .with_client_request(request);
     let mut writer = tokio::spawn(write_loop(sink, outbox.clone(), app.writer_metrics.clone()));
     let mut writer_done = false;
     let mut shutdown = app.shutdown.clone();
