@@ -113,7 +113,26 @@ configs = {
     "webhooks": '[webhooks]\nurl = "http://127.0.0.1:9000/hook"\nsecret = "s"\nevents = ["connect", "chat.message"]\n',
     "bad": '[server]\nlisten = 5\n[client]\npong_timeout = "later"\n[nope]\n',
     "demo": '[server]\nlisten = "0.0.0.0:8000"\n[demo]\nenabled = true\n[admin]\npassword = "short"\n',
+    "proxies": '[client.proxy.connect]\nendpoint = "http://127.0.0.1:9000/connect"\nhttp_headers = ["Cookie"]\n[channel.proxy.publish]\nendpoint = "http://127.0.0.1:9000/publish"\ntimeout = "200ms"\n[rpc.proxy]\nendpoint = "ftp://x"\n[rpc.without_namespace]\nproxy_enabled = true\n[[channel.namespaces]]\nname = "p"\npublish_proxy_enabled = true\nsubscribe_proxy_enabled = true\n',
+    "consumers": '[[consumers]]\nname = "app-outbox"\nkind = "postgresql"\n[consumers.postgresql]\ndsn = "postgres://127.0.0.1/app"\noutbox_table_name = "chat_outbox"\nnum_partitions = 2\npartition_poll_interval = "300ms"\n[[consumers]]\nname = "stream"\nkind = "redis_stream"\n[consumers.redis_stream]\nredis_url = "redis://127.0.0.1:6379"\nstreams = ["s"]\n',
 }
 for name, text in configs.items():
     if text:
         write("config", name, text)
+
+# Backend answers to proxy requests: the first byte picks the event
+# (connect, refresh, subscribe, publish, sub_refresh, rpc).
+answers = {
+    "connect": (0, {"result": {"user": "42", "expire_at": 1900000000, "info": {"n": 1}, "data": {"w": 1}, "channels": ["news"], "subs": {"a": {}}}}),
+    "connect-error": (0, {"error": {"code": 1401, "message": "login", "temporary": True}}),
+    "connect-disconnect": (0, {"disconnect": {"code": 4403, "reason": "banned"}}),
+    "refresh": (1, {"result": {"expired": False, "expire_at": 1, "info": None}}),
+    "subscribe": (2, {"result": {"data": {}, "override": {"presence": {"value": True}, "join_leave": {"value": False}}, "expire_at": 5}}),
+    "publish": (3, {"result": {"data": {"t": "x"}, "skip_history": True, "idempotency_key": "k", "tags": {"a": "b"}}}),
+    "sub_refresh": (4, {"result": {"expired": True}}),
+    "rpc": (5, {"result": {"data": [1, 2]}}),
+    "empty": (0, {}),
+}
+for name, (selector, body) in answers.items():
+    write("proxy_answers", name, bytes([selector]) + json.dumps(body).encode())
+

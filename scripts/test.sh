@@ -90,7 +90,7 @@ fi
 # --- examples/django: the Django example, with Django's test runner ----------
 # Installs the example's requirements into the same .venv; its tests start
 # $HERALD_BIN (exported above) themselves, one server per test.
-step "Django example (examples/django: manage.py test with centrifuge-python and cent)"
+step "Django example (examples/django: manage.py test with centrifuge-python, the connect proxy and the outbox on PostgreSQL)"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r examples/django/requirements.txt
 (cd examples/django && ../../.venv/bin/python manage.py test) 2>&1 | tee "$logs/django.log"
 django=$(grep -Eo '^Ran [0-9]+ tests?' "$logs/django.log" | tail -1 | awk '{print $2}')
@@ -115,6 +115,9 @@ cargo run --release --locked -p herald-bench -- nodes --scale smoke --no-doc
 
 step "Inbox and chat benchmark, smoke scale (SQLite, PostgreSQL, plain publish; fails on any failed call, lost or out-of-order delivery)"
 cargo run --release --locked -p herald-bench -- apps --scale smoke --no-doc
+
+step "Backend integration benchmark, smoke scale (connect proxy against JWT, outbox rows against API publish; fails on any failed connect, lost, repeated or out-of-order delivery)"
+cargo run --release --locked -p herald-bench -- backend --scale smoke --no-doc
 
 step "Transports benchmark, smoke scale (WebSocket, HTTP streaming, SSE; fails on any failed connect or publish, lost, repeated or out-of-order delivery)"
 cargo run --release --locked -p herald-bench -- transports --scale smoke --no-doc

@@ -33,6 +33,11 @@
 //!   and PostgreSQL restarts), one row each in `docs/reliability.md` counting
 //!   what was acknowledged, delivered, kept in history and lost; `chaos/` holds
 //!   its node control, traffic, recovering subscriber and one file per scenario.
+//! - `backend.rs`: `backend`, the release herald asking a minimal in-process
+//!   backend about each connect (connect proxy) against JWT connects, and
+//!   PostgreSQL outbox rows from commit to delivery against plain API
+//!   publishes, every delivery checked; `backend/` holds the connect storm,
+//!   the outbox workload and the section.
 //! - `report.rs`: machine facts, the date, and replacing a section of
 //!   `docs/benchmarks.md`.
 //!
@@ -40,6 +45,7 @@
 //! stderr, the result table to stdout and into `docs/benchmarks.md`.
 
 mod apps;
+mod backend;
 mod chaos;
 mod history;
 mod load;
@@ -87,6 +93,9 @@ enum Command {
     /// Fan-out over WebSocket, HTTP streaming and SSE on one server: deliveries,
     /// latency and connects/s of each fallback against WebSocket; every delivery checked.
     Transports(transports::Args),
+    /// Connect-proxy connects/s against JWT connects, and outbox rows from commit
+    /// to delivery against API publishes, on the release herald; every delivery checked.
+    Backend(backend::Args),
     /// Mixed, paced traffic against the release herald for many minutes, sampled
     /// every minute; fails on any error or on memory, fd or thread growth.
     Soak(soak::Args),
@@ -104,6 +113,7 @@ async fn main() -> ExitCode {
         Command::Nodes(args) => nodes::run(args).await,
         Command::Apps(args) => apps::run(args).await,
         Command::Transports(args) => transports::run(args).await,
+        Command::Backend(args) => backend::run(args).await,
         Command::Chaos(args) => chaos::run(args).await,
         Command::Soak(args) => soak::run(args).await,
     };

@@ -200,7 +200,7 @@ pub fn rss_kib(pid: u32) -> u64 {
 }
 
 /// utime + stime from a `/proc/.../stat` file.
-fn cpu_ticks(path: &str) -> u64 {
+pub fn cpu_ticks(path: &str) -> u64 {
     let stat = std::fs::read_to_string(path).unwrap_or_default();
     let fields = after_comm(&stat);
     // After the command: state(0) ppid(1) ... utime(11) stime(12).

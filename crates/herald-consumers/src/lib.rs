@@ -57,6 +57,8 @@
 mod postgres;
 mod redis_stream;
 mod settings;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 mod worker;
 
 pub use settings::{

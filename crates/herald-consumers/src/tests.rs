@@ -230,52 +230,16 @@ impl Apply for Recorder {
     }
 }
 
-/// The table exactly as Centrifugo documents it.
 async fn outbox_table(db: &TestDatabase) -> PgPool {
-    let pool = PgPool::connect(db.url()).await.unwrap();
-    sqlx::raw_sql(
-        "CREATE TABLE chat_outbox (
-            id BIGSERIAL PRIMARY KEY,
-            method text NOT NULL,
-            payload JSONB NOT NULL,
-            partition INTEGER NOT NULL default 0,
-            created_at timestamptz NOT NULL DEFAULT now()
-        )",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
-    pool
+    crate::testing::create_table(db.url()).await
 }
 
 async fn insert(pool: &PgPool, method: &str, payload: Value, partition: i32) {
-    sqlx::query("INSERT INTO chat_outbox (method, payload, partition) VALUES ($1, $2::jsonb, $3)")
-        .bind(method)
-        .bind(payload.to_string())
-        .bind(partition)
-        .execute(pool)
-        .await
-        .unwrap();
+    crate::testing::insert(pool, method, payload, partition).await;
 }
 
-async fn rows_left(pool: &PgPool) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM chat_outbox")
-        .fetch_one(pool)
-        .await
-        .unwrap()
-}
-
-/// Rows are deleted after they are applied, in the same commit.
 async fn wait_until_empty(pool: &PgPool) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let left = rows_left(pool).await;
-        if left == 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{left} rows left after {WAIT:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    crate::testing::wait_until_empty(pool, WAIT).await;
 }
 
 /// Starts `settings` as consumer `name`; the returned sender stops it.

@@ -15,6 +15,7 @@
 //! - [`mirror`]: applying what the broker delivers to the local streams, in order.
 //! - [`extension`]: the hooks the inbox and chat plug into a node through.
 //! - [`proxy`]: asking the application's backend (Centrifugo's proxy format).
+//! - [`ratelimit`]: command rate limits per connection and per user.
 //! - [`durable`]: the group-commit writer and the trait durable stores implement.
 //! - [`session`]: one client's state machine: commands in, replies out.
 //! - [`status`]: online status per user, across tabs and nodes.
@@ -35,6 +36,7 @@ pub mod mirror;
 pub mod node;
 pub mod outbox;
 pub mod proxy;
+pub mod ratelimit;
 pub mod session;
 pub mod status;
 pub mod token;

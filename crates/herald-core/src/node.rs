@@ -31,6 +31,8 @@ pub struct ClientLimits {
     /// Grace after `exp` for the client's `refresh` to arrive.
     pub expired_close_delay: Duration,
     pub outbox: OutboxLimits,
+    /// Command rate limits; empty by default.
+    pub commands: crate::ratelimit::CommandLimits,
 }
 
 impl Default for ClientLimits {
@@ -44,6 +46,7 @@ impl Default for ClientLimits {
             stale_timeout: Duration::from_secs(10),
             expired_close_delay: Duration::from_secs(25),
             outbox: OutboxLimits::default(),
+            commands: Default::default(),
         }
     }
 }
@@ -67,6 +70,8 @@ pub struct Node {
     pub namespaces: Namespaces,
     pub limits: ClientLimits,
     pub verifier: TokenVerifier,
+    /// The per-user command buckets (`limits.commands.user`).
+    pub user_limiters: crate::ratelimit::UserLimiters,
     pub hub: Arc<Hub>,
     pub engine: Engine,
     /// The scale-out broker; `None` on the single-node engines.
@@ -189,6 +194,7 @@ impl Node {
             name: config.name,
             version: env!("CARGO_PKG_VERSION"),
             namespaces: config.namespaces,
+            user_limiters: crate::ratelimit::UserLimiters::new(&config.limits.commands),
             limits: config.limits,
             verifier,
             hub,
@@ -335,12 +341,13 @@ impl Node {
         }
     }
 
-    /// Trims expired history from streams nobody publishes to and, on the
-    /// in-memory engine alone, forgets streams idle past their namespace's
+    /// Forgets idle users' rate-limit buckets, trims expired history from
+    /// streams nobody publishes to and, on the in-memory engine alone, forgets streams idle past their namespace's
     /// `history_meta_ttl`. A durable stream's position must match what
     /// storage holds, and a broker's mirror is dropped by the mirror itself,
     /// so those keep theirs. Returns how many streams remain.
     pub fn sweep_history(&self) -> usize {
+        self.user_limiters.forget_idle();
         let may_forget = self.broker.is_none() && !self.engine.is_durable();
         self.engine
             .streams()

@@ -68,6 +68,11 @@ pub struct Session {
     awaiting_proxy: Option<ProxyCall>,
     /// The backend's answer, kept until the command that asked has run.
     proxied: Option<Proxied>,
+    /// This connection's command buckets.
+    limiter: crate::ratelimit::ConnectionLimiter,
+    /// The frame index of a command running again after it waited: its
+    /// token was taken the first time.
+    rerun: Option<usize>,
     /// Where to pick up once they are.
     resume: Option<Resume>,
     /// Set while a command runs again after its channels could not be made
@@ -180,6 +185,8 @@ impl Session {
             granted: None,
             awaiting_proxy: None,
             proxied: None,
+            limiter: Default::default(),
+            rerun: None,
             resume: None,
             ready_failed: false,
         }
@@ -219,7 +226,12 @@ impl Session {
             self.proxied = Some(proxied);
         }
         let step = match self.resume.take() {
-            Some(Resume::Frame(index)) => self.run_frame(frame, index),
+            Some(Resume::Frame(index)) => {
+                self.rerun = Some(index);
+                let step = self.run_frame(frame, index);
+                self.rerun = None;
+                step
+            }
             Some(Resume::Control(control)) => self.handle_control(control),
             None => Ok(Step::Done),
         };
@@ -242,6 +254,9 @@ impl Session {
         for (index, command) in decoder.enumerate().skip(start) {
             let command = command.map_err(|e| self.bad_request(&e.to_string()))?;
             let method = command.method();
+            if self.rerun != Some(index) && self.rate_limited(command.id, method)? {
+                continue;
+            }
             let dispatched = self.dispatch(command);
             let waiting = self.await_step(Resume::Frame(index));
             // A command that waits runs again on resume: count it then.
@@ -258,6 +273,33 @@ impl Session {
             self.proxied = None;
         }
         Ok(Step::Done)
+    }
+
+    /// Whether the command was refused by a rate limit (and answered 111);
+    /// a connection refused too often is closed with 3013.
+    fn rate_limited(&mut self, id: u32, method: Method) -> Result<bool, Disconnect> {
+        let State::Connected(c) = &self.state else {
+            return Ok(false);
+        };
+        let node = &self.node;
+        let refusal = self.limiter.check(
+            &node.limits.commands,
+            &node.user_limiters,
+            method,
+            &c.info.user,
+        );
+        match refusal {
+            None => Ok(false),
+            Some(crate::ratelimit::Refusal::Refused) => {
+                tracing::debug!(client = %self.id, method = method.as_str(), "command over its rate limit");
+                self.error(id, ErrorCode::TOO_MANY_REQUESTS);
+                Ok(true)
+            }
+            Some(crate::ratelimit::Refusal::Disconnect) => {
+                tracing::info!(client = %self.id, method = method.as_str(), "rate limits refused this connection too often; disconnecting with 3013");
+                Err(Disconnect::TOO_MANY_REQUESTS)
+            }
+        }
     }
 
     /// `Step::Await` when the command just run asked for channels.

@@ -64,6 +64,10 @@ pub async fn handle(
         metrics::counter!(names::API_ERRORS, "method" => "auth", "code" => "401").increment(1);
         return (StatusCode::UNAUTHORIZED, "unauthorized\n").into_response();
     }
+    if let Some(Err(wait)) = app.api_limiter.as_ref().map(|l| l.admit()) {
+        tracing::info!(%method, "server API call refused: over [api.rate_limit]");
+        return crate::limits::too_many("api", wait);
+    }
     answer(&app, &method, &body).await
 }
 

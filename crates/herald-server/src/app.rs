@@ -23,6 +23,10 @@ pub struct App {
     pub allowed_origins: Vec<String>,
     /// Client request headers some proxy forwards, lower case.
     pub proxy_headers: std::collections::HashSet<String>,
+    /// Connects per client IP (`[client.rate_limit.connect]`).
+    pub connect_limiter: Option<crate::limits::ConnectLimiter>,
+    /// Server API calls (`[api.rate_limit]`).
+    pub api_limiter: Option<crate::limits::ApiLimiter>,
     pub max_message_bytes: usize,
     pub transports: crate::config::TransportsSection,
     pub shutdown: Shutdown,

@@ -5,12 +5,14 @@ mod apps;
 mod broker;
 mod consumers;
 mod proxy;
+mod ratelimit;
 mod web;
 mod webhooks;
 
 pub use apps::{ChatSection, InboxSection};
 pub use consumers::{ConsumerSection, PostgresqlConsumer, RedisStreamConsumer};
 pub use proxy::{ChannelProxies, ClientProxies, ProxySection, RpcSection};
+pub use ratelimit::{BucketSection, ClientRateLimits, CommandBuckets, Limit};
 pub use web::{AdminSection, DemoSection, TransportsSection};
 pub use webhooks::WebhooksSection;
 
@@ -79,6 +81,8 @@ pub struct AuthSection {
 pub struct ApiSection {
     pub key: String,
     pub max_body_bytes: usize,
+    /// `[api.rate_limit]`: calls per second over all callers; off by default.
+    pub rate_limit: Limit,
 }
 
 impl Default for ApiSection {
@@ -86,6 +90,7 @@ impl Default for ApiSection {
         Self {
             key: String::new(),
             max_body_bytes: 1024 * 1024,
+            rate_limit: Limit::default(),
         }
     }
 }
@@ -105,6 +110,8 @@ pub struct ClientSection {
     pub queue_max_bytes: usize,
     /// `[client.proxy.connect]` and `[client.proxy.refresh]`.
     pub proxy: ClientProxies,
+    /// `[client.rate_limit]`: commands per connection and user, connects per IP.
+    pub rate_limit: ClientRateLimits,
 }
 
 impl Default for ClientSection {
@@ -121,6 +128,7 @@ impl Default for ClientSection {
             queue_max_messages: 4096,
             queue_max_bytes: 4 * 1024 * 1024,
             proxy: ClientProxies::default(),
+            rate_limit: ClientRateLimits::default(),
         }
     }
 }
@@ -401,6 +409,13 @@ pub fn parse_duration(key: &str, value: &str) -> Result<Duration, String> {
 const RESERVED_NAMESPACES: [&str; 2] = [herald_apps::INBOX_NAMESPACE, herald_apps::CHAT_NAMESPACE];
 
 impl Config {
+    /// Server API calls per second over all callers, when limited.
+    pub fn api_bucket(&self) -> Result<Option<herald_core::ratelimit::Bucket>, String> {
+        self.api
+            .rate_limit
+            .bucket("api.rate_limit", &ratelimit::API_DEFAULTS)
+    }
+
     /// Settings that work but are risky; `checkconfig` prints them and
     /// `serve` logs them, and neither refuses.
     pub fn warnings(&self) -> Vec<String> {
@@ -426,6 +441,10 @@ its key, and server.listen `{}` is reachable from the network; turn the demo off
         self.chat.check(&mut errors);
         self.webhooks.check(&mut errors);
         self.check_proxies(&mut errors);
+        self.client.rate_limit.check(&mut errors);
+        if let Err(e) = self.api_bucket() {
+            errors.push(e);
+        }
         self.admin.check(&mut errors);
         if self.server.listen.parse::<SocketAddr>().is_err() {
             errors.push(format!(

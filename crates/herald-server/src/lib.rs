@@ -9,6 +9,8 @@
 //!   and the database of the inbox, chat and webhook outbox.
 //! - [`features`]: starts the inbox, chat and webhooks and plugs them into the node.
 //! - [`consumers`]: runs outbox rows (PostgreSQL, Redis Streams) as server API calls.
+//! - [`health`]: what `/health` answers, and the PostgreSQL probe behind it.
+//! - [`limits`]: connects per client IP and server API calls, refused with 429.
 //! - [`transport`]: the WebSocket transport (`/connection/websocket`).
 //! - [`api`]: the server HTTP API (`POST /api/<method>`).
 //! - [`web`]: embedded assets, the demo at `/` and the admin page at `/admin`.
@@ -27,6 +29,7 @@ pub mod dev;
 pub mod features;
 pub mod genconfig;
 pub mod health;
+pub mod limits;
 pub mod metrics;
 pub mod server;
 pub mod shutdown;

@@ -70,6 +70,10 @@ pub async fn build_node(config: &Config) -> Result<Node, StartError> {
             max_messages: client.queue_max_messages,
             max_bytes: client.queue_max_bytes,
         },
+        commands: client
+            .rate_limit
+            .command_limits()
+            .map_err(StartError::Config)?,
     };
     let keys = VerifierKeys {
         hmac_secret: Some(config.auth.hmac_secret.clone()),
@@ -147,6 +151,10 @@ pub fn router(app: Arc<App>, max_body_bytes: usize) -> Router {
             "/connection/sse",
             get(emulation::sse).options(emulation::preflight),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            crate::limits::limit_connects,
+        ))
         .route(
             "/emulation",
             post(emulation::emulation).options(emulation::preflight),
@@ -159,7 +167,13 @@ pub fn router(app: Arc<App>, max_body_bytes: usize) -> Router {
         .route("/assets/{*path}", get(web::assets::serve))
         .route("/demo/session", post(web::demo::session))
         .route("/demo/backend/{method}", post(web::demo::backend))
-        .route("/connection/websocket", any(transport::websocket::upgrade))
+        .route(
+            "/connection/websocket",
+            any(transport::websocket::upgrade).layer(axum::middleware::from_fn_with_state(
+                app.clone(),
+                crate::limits::limit_connects,
+            )),
+        )
         .route("/api/{method}", post(api::handle))
         .route("/health", get(health))
         .route("/metrics", get(|| async { metrics::handle().render() }))
@@ -228,13 +242,23 @@ pub async fn start(config: &Config) -> Result<RunningServer, StartError> {
         api_key: config.api.key.clone(),
         allowed_origins: config.server.allowed_origins.clone(),
         proxy_headers,
+        connect_limiter: config
+            .client
+            .rate_limit
+            .connect_bucket()
+            .map_err(StartError::Config)?
+            .map(crate::limits::ConnectLimiter::new),
+        api_limiter: config
+            .api_bucket()
+            .map_err(StartError::Config)?
+            .map(crate::limits::ApiLimiter::new),
         max_message_bytes: config.client.max_message_bytes,
         transports: config.transports.clone(),
         health: crate::health::Health::start(config.storage.url.as_deref(), shutdown.clone()),
         shutdown: shutdown.clone(),
         connections: ConnectionTracker::default(),
     });
-    tokio::spawn(sweep_history(app.node.clone(), shutdown.clone()));
+    tokio::spawn(sweep_history(app.clone(), shutdown.clone()));
     let consumers = crate::consumers::start(config, &app, shutdown.clone())?;
     let router = router(app.clone(), config.api.max_body_bytes);
     let mut stop = shutdown;
@@ -273,7 +297,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, StartError> {
 /// enough that walking every stream costs nothing measurable.
 const HISTORY_SWEEP_EVERY: Duration = Duration::from_secs(2);
 
-async fn sweep_history(node: Arc<Node>, mut shutdown: shutdown::Shutdown) {
+async fn sweep_history(app: Arc<App>, mut shutdown: shutdown::Shutdown) {
     let mut ticks = tokio::time::interval(HISTORY_SWEEP_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -281,7 +305,10 @@ async fn sweep_history(node: Arc<Node>, mut shutdown: shutdown::Shutdown) {
             _ = ticks.tick() => {}
             _ = shutdown.recv() => return,
         }
-        let remaining = node.sweep_history();
+        let remaining = app.node.sweep_history();
+        if let Some(limiter) = &app.connect_limiter {
+            limiter.forget_idle();
+        }
         ::metrics::gauge!(herald_core::metrics::HISTORY_STREAMS).set(remaining as f64);
     }
 }

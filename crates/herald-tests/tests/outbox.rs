@@ -4,6 +4,7 @@
 //! Without a reachable PostgreSQL or a `redis-server` binary these skip, or
 //! fail under `CI=true`.
 
+use herald_consumers::testing as outbox;
 use herald_postgres::testing::TestDatabase;
 use herald_server::Config;
 use herald_server::config::{ConsumerSection, PostgresqlConsumer, RedisStreamConsumer};
@@ -44,52 +45,21 @@ fn with_consumer((mut section, table): (ConsumerSection, PostgresqlConsumer)) ->
     config
 }
 
-/// The table exactly as Centrifugo documents it.
 async fn outbox_table(db: &TestDatabase) -> PgPool {
-    let pool = PgPool::connect(db.url()).await.unwrap();
-    sqlx::raw_sql(
-        "CREATE TABLE chat_outbox (
-            id BIGSERIAL PRIMARY KEY,
-            method text NOT NULL,
-            payload JSONB NOT NULL,
-            partition INTEGER NOT NULL default 0,
-            created_at timestamptz NOT NULL DEFAULT now()
-        )",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
-    pool
+    outbox::create_table(db.url()).await
 }
 
 async fn insert(connection: &mut PgConnection, method: &str, payload: Value, partition: i32) {
-    sqlx::query("INSERT INTO chat_outbox (method, payload, partition) VALUES ($1, $2::jsonb, $3)")
-        .bind(method)
-        .bind(payload.to_string())
-        .bind(partition)
-        .execute(connection)
-        .await
-        .unwrap();
+    outbox::insert(connection, method, payload, partition).await;
 }
 
 async fn publish_row(pool: &PgPool, channel: &str, data: Value, partition: i32) {
-    let mut connection = pool.acquire().await.unwrap();
     let payload = json!({"channel": channel, "data": data});
-    insert(&mut connection, "publish", payload, partition).await;
-}
-
-async fn rows_left(pool: &PgPool) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM chat_outbox")
-        .fetch_one(pool)
-        .await
-        .unwrap()
+    outbox::insert(pool, "publish", payload, partition).await;
 }
 
 async fn wait_until_empty(pool: &PgPool) {
-    wait_until("the outbox table to empty", DEADLINE, async || {
-        (rows_left(pool).await == 0).then_some(())
-    })
-    .await;
+    outbox::wait_until_empty(pool, DEADLINE).await;
 }
 
 /// The data of the next publication on `channel`.
@@ -318,26 +288,10 @@ async fn a_notify_delivers_well_before_the_poll_interval() {
         return;
     };
     let pool = outbox_table(&db).await;
-    // Centrifugo's documented trigger, unchanged.
-    sqlx::raw_sql(
-        "CREATE OR REPLACE FUNCTION centrifugo_notify_partition_change()
-        RETURNS TRIGGER AS $$
-        BEGIN
-            PERFORM pg_notify('centrifugo_partition_change', NEW.partition::text);
-            RETURN NEW;
-        END;
-        $$ LANGUAGE plpgsql;
-        CREATE OR REPLACE TRIGGER centrifugo_notify_partition_trigger
-        AFTER INSERT ON chat_outbox
-        FOR EACH ROW
-        EXECUTE FUNCTION centrifugo_notify_partition_change();",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    outbox::add_notify_trigger(&pool).await;
     let (section, mut table) = postgresql("notified", db.url());
     table.partition_poll_interval = "5s".into();
-    table.partition_notification_channel = "centrifugo_partition_change".into();
+    table.partition_notification_channel = outbox::NOTIFY_CHANNEL.into();
     let server = TestServer::start(with_consumer((section, table))).await;
     let mut client = subscribed(&server, "notified").await;
     // The first, empty pass is done: the next poll is about 5 s away.

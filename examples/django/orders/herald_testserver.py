@@ -1,11 +1,13 @@
 """Test support: a real ``herald`` process, and centrifuge-python clients that
 synchronous Django tests can drive.
 
-``HeraldServer`` runs ``herald serve --config examples/django/herald.toml`` (the
-config this example ships) from ``$HERALD_BIN`` or ``<repo>/target/debug/herald``,
-with environment overrides for what a test needs to differ: a free port
-(``127.0.0.1:0``; Herald prints the address it got), fresh secrets and a
-temporary storage directory.
+``HeraldServer`` runs ``herald serve`` with the config this example ships
+(examples/django/herald.toml) from ``$HERALD_BIN`` or
+``<repo>/target/debug/herald``, changed only where a test must differ: the
+proxies point at the test's live Django server and carry a fresh secret, the
+outbox consumer reads the test database, Herald listens on a free port
+(``127.0.0.1:0``; it prints the address it got) and keeps its data in a
+temporary directory. It can be stopped and started again on that directory.
 
 ``SdkThread`` runs one asyncio loop in a thread for the published
 ``centrifuge`` client; ``LiveClient`` records its events and lets a test block
@@ -28,6 +30,12 @@ from centrifuge import Client, ClientEventHandler, SubscriptionEventHandler
 EXAMPLE = Path(__file__).resolve().parents[1]
 REPO = EXAMPLE.parents[1]
 CONFIG = EXAMPLE / "herald.toml"
+# What herald.toml says for a laptop, and a test replaces.
+DEV_DJANGO_URL = "http://127.0.0.1:8001"
+DEV_PROXY_SECRET = "dev-only-proxy-secret-change-me"
+# HERALD_CONSUMERS_<name>_POSTGRESQL_DSN replaces the DSN of the consumer
+# named "django-outbox" (docs/config.md).
+OUTBOX_DSN_VARIABLE = "HERALD_CONSUMERS_DJANGO_OUTBOX_POSTGRESQL_DSN"
 
 # How long any one expected event may take.
 TIMEOUT = 5.0
@@ -39,43 +47,57 @@ def herald_binary():
     return Path(os.environ.get("HERALD_BIN") or REPO / "target" / "debug" / "herald")
 
 
+def config_for_test(django_url, proxy_secret):
+    """herald.toml with the proxies sent to ``django_url`` with ``proxy_secret``."""
+    text = CONFIG.read_text()
+    endpoints = text.count(f'endpoint = "{DEV_DJANGO_URL}/')
+    dev_secrets = text.count(f'"{DEV_PROXY_SECRET}"')
+    if (endpoints, dev_secrets) != (2, 2):
+        raise RuntimeError(
+            f"{CONFIG} no longer has the two proxies this harness rewrites "
+            f"({endpoints} endpoints at {DEV_DJANGO_URL}, {dev_secrets} secrets)"
+        )
+    text = text.replace(f'endpoint = "{DEV_DJANGO_URL}/', f'endpoint = "{django_url}/')
+    return text.replace(f'"{DEV_PROXY_SECRET}"', f'"{proxy_secret}"')
+
+
 class HeraldServer:
-    def __init__(self, api_key, hmac_secret):
-        self.api_key = api_key
-        self.hmac_secret = hmac_secret
+    def __init__(self, django_url, proxy_secret, outbox_dsn):
+        self.outbox_dsn = outbox_dsn
+        self.workdir = Path(tempfile.mkdtemp(prefix="herald-django-"))
+        self.config = self.workdir / "herald.toml"
+        self.config.write_text(config_for_test(django_url, proxy_secret))
+        self.log_path = self.workdir / "herald.log"
         self.proc = None
         self.url = None
-
-    @property
-    def api_url(self):
-        return self.url + "/api"
 
     @property
     def ws_url(self):
         return self.url.replace("http://", "ws://", 1) + "/connection/websocket"
 
     def start(self):
+        """Starts Herald (again); ``url`` is then where it listens."""
         binary = herald_binary()
         if not binary.exists():
             raise RuntimeError(
                 f"no herald binary at {binary}: run `cargo build -p herald-server` "
                 "in the repository or set HERALD_BIN"
             )
-        self.workdir = Path(tempfile.mkdtemp(prefix="herald-django-"))
-        self.log_path = self.workdir / "herald.log"
         # No HERALD_* from the caller's shell: Herald reads them as config
-        # overrides, and HERALD_API_KEY is also a Django setting's name.
+        # overrides.
         env = {k: v for k, v in os.environ.items() if not k.startswith("HERALD_")}
         env.update(
-            HERALD_SERVER_LISTEN="127.0.0.1:0",
-            HERALD_STORAGE_PATH=str(self.workdir / "storage"),
-            HERALD_STORAGE_DURABLE="false",
-            HERALD_API_KEY=self.api_key,
-            HERALD_AUTH_HMAC_SECRET=self.hmac_secret,
+            {
+                "HERALD_SERVER_LISTEN": "127.0.0.1:0",
+                "HERALD_STORAGE_PATH": str(self.workdir / "storage"),
+                "HERALD_STORAGE_DURABLE": "false",
+                OUTBOX_DSN_VARIABLE: self.outbox_dsn,
+            }
         )
-        with open(self.log_path, "wb") as log:
+        self.url = None
+        with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [str(binary), "serve", "--config", str(CONFIG)],
+                [str(binary), "serve", "--config", str(self.config)],
                 stdout=subprocess.PIPE,
                 stderr=log,
                 stdin=subprocess.DEVNULL,
@@ -83,9 +105,10 @@ class HeraldServer:
                 env=env,
             )
         lines = queue.Queue()
+        stdout = self.proc.stdout
 
         def pump():  # reads stdout to the end, so Herald never blocks on it
-            for raw in self.proc.stdout:
+            for raw in stdout:
                 lines.put(raw.decode(errors="replace"))
             lines.put(None)
 
@@ -115,6 +138,7 @@ class HeraldServer:
             return "<no log>"
 
     def stop(self):
+        """Stops Herald as a deployment would (SIGTERM), keeping its directory."""
         if self.proc is None:
             return
         if self.proc.poll() is not None:
@@ -128,6 +152,9 @@ class HeraldServer:
                 self.proc.wait(timeout=5)
         self.proc.stdout.close()
         self.proc = None
+
+    def close(self):
+        self.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
@@ -144,9 +171,9 @@ class SdkThread:
     def run(self, coro, timeout=TIMEOUT + 1):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    def client(self, ws_url, token):
+    def client(self, ws_url, headers=None):
         async def make():
-            return LiveClient(self, ws_url, token)
+            return LiveClient(self, ws_url, headers)
 
         live = self.run(make())
         self.clients.append(live)
@@ -242,15 +269,17 @@ class _SubEvents(SubscriptionEventHandler):
 
 
 class LiveClient:
-    """One centrifuge-python connection (made on the SDK thread's loop)."""
+    """One centrifuge-python connection (made on the SDK thread's loop), with
+    no token: ``headers`` go with its WebSocket request, as a browser's
+    cookies do."""
 
-    def __init__(self, sdk, ws_url, token):
+    def __init__(self, sdk, ws_url, headers):
         self.sdk = sdk
         self.events = Events("client")
         self.client = Client(
             ws_url,
             events=_ClientEvents(self.events),
-            token=token,
+            headers=headers,
             timeout=TIMEOUT,
             max_reconnect_delay=0.5,
             proxy=None,
@@ -260,13 +289,13 @@ class LiveClient:
         """Starts connecting; wait for "connected" or "disconnected" on ``events``."""
         self.sdk.run(self.client.connect())
 
-    def subscribe(self, channel, token=""):
+    def subscribe(self, channel):
         """Starts a subscription; its events (subscribed, unsubscribed,
         publication) are recorded on the returned ``Events``."""
         events = Events(channel)
 
         async def start():
-            sub = self.client.new_subscription(channel, events=_SubEvents(events), token=token)
+            sub = self.client.new_subscription(channel, events=_SubEvents(events))
             await sub.subscribe()
 
         self.sdk.run(start())

@@ -3,7 +3,8 @@ from django.urls import path
 from . import views
 
 urlpatterns = [
-    path("herald/token/", views.connection_token, name="herald-token"),
-    path("herald/subscription-token/", views.subscription_token, name="herald-subscription-token"),
+    # Asked by Herald (herald.toml: [client.proxy.connect], [channel.proxy.subscribe]).
+    path("herald/connect", views.herald_connect, name="herald-connect"),
+    path("herald/subscribe", views.herald_subscribe, name="herald-subscribe"),
     path("orders/<int:pk>/", views.order_detail, name="order-detail"),
 ]

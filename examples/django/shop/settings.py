@@ -1,11 +1,17 @@
-"""Settings of the Herald example project: stock Django plus five HERALD_* settings.
+"""Settings of the Herald example project: stock Django on PostgreSQL, plus two
+HERALD_* settings.
 
 Everything real-time is Herald's: there is no ASGI server, no Channels and no
-Redis channel layer here.
+Redis channel layer here. Django and Herald meet in two places only: Herald
+asks Django's proxy views who a connection is and who may watch an order, and
+reads what Django has to say from the outbox table in Django's database.
 """
 
 import os
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -53,11 +59,29 @@ TEMPLATES = [
 
 WSGI_APPLICATION = "shop.wsgi.application"
 
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": BASE_DIR / "db.sqlite3",
+
+def postgres_from_url(url):
+    """``postgres://user:password@host:port/name`` as a DATABASES entry."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgres", "postgresql") or not parts.path.strip("/"):
+        raise ImproperlyConfigured(f"DATABASE_URL must be postgres://user@host:port/name, not {url!r}")
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": unquote(parts.path.lstrip("/")),
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": parts.hostname or "",
+        "PORT": str(parts.port or ""),
     }
+
+
+# PostgreSQL, because Herald's outbox consumer reads the herald_outbox table
+# from this database (herald.toml: [[consumers]] dsn, the same default). The
+# test runner creates and drops test_<NAME> itself.
+DATABASES = {
+    "default": postgres_from_url(
+        os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/herald_django_example")
+    )
 }
 
 AUTH_PASSWORD_VALIDATORS = []  # a demo: any password will do
@@ -81,16 +105,10 @@ LOGGING = {
 }
 
 # --- Herald ---------------------------------------------------------------
-# The defaults match examples/django/herald.toml. With `herald serve` and no
-# config file, Herald prints a new API key and HMAC secret on every start:
-# export them as HERALD_API_KEY and HERALD_HMAC_SECRET before runserver.
+# The defaults match examples/django/herald.toml.
 
-# Where Django calls Herald's server API (publish, notify).
-HERALD_API_URL = os.environ.get("HERALD_API_URL", "http://127.0.0.1:8000/api")
-HERALD_API_KEY = os.environ.get("HERALD_API_KEY", "dev-only-api-key-change-me")
-# Signs the connection and subscription tokens Herald verifies (auth.hmac_secret).
-HERALD_HMAC_SECRET = os.environ.get("HERALD_HMAC_SECRET", "dev-only-hmac-secret-change-me-before-deploying")
 # Where browsers reach Herald: the WebSocket and the centrifuge SDK it serves.
 HERALD_PUBLIC_URL = os.environ.get("HERALD_PUBLIC_URL", "http://127.0.0.1:8000")
-# Lifetime of the tokens; the browser SDK fetches fresh ones before they expire.
-HERALD_TOKEN_TTL = int(os.environ.get("HERALD_TOKEN_TTL", "900"))
+# Herald sends it in X-Herald-Secret with every proxy request (herald.toml:
+# http.static_headers), so that the proxy views answer Herald and nobody else.
+HERALD_PROXY_SECRET = os.environ.get("HERALD_PROXY_SECRET", "dev-only-proxy-secret-change-me")

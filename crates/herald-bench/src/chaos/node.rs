@@ -86,6 +86,11 @@ key = "{API_KEY}"
 [client]
 {client}
 
+# The load generator opens thousands of connections from a few loopback
+# addresses: the per-IP connect limit would throttle the measurement.
+[client.rate_limit.connect]
+enabled = false
+
 [storage]
 {storage}
 

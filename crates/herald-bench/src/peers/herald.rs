@@ -41,6 +41,11 @@ key = "{API_KEY}"
 [client]
 allow_anonymous_connect_without_token = true
 
+# The load generator opens thousands of connections from a few loopback
+# addresses: the per-IP connect limit would throttle the measurement.
+[client.rate_limit.connect]
+enabled = false
+
 [storage]
 durable = false
 

@@ -30,6 +30,11 @@ hmac_secret = "{SECRET}"
 [api]
 key = "{API_KEY}"
 
+# The load generator opens thousands of connections from a few loopback
+# addresses: the per-IP connect limit would throttle the measurement.
+[client.rate_limit.connect]
+enabled = false
+
 [storage]
 durable = true
 path = "{data}"

@@ -210,3 +210,97 @@ fn a_short_admin_password_is_refused() {
     .unwrap();
     assert!(config.demo.enabled);
 }
+
+#[test]
+fn proxies_and_rate_limits_read_in_centrifugos_vocabulary() {
+    let config = load_str(
+        r#"
+[client.proxy.connect]
+endpoint = "http://127.0.0.1:9000/connect"
+http_headers = ["Cookie"]
+[client.proxy.connect.http]
+static_headers = { "X-Secret" = "s" }
+[channel.proxy.subscribe]
+endpoint = "http://127.0.0.1:9000/subscribe"
+timeout = "300ms"
+[rpc.proxy]
+endpoint = "http://127.0.0.1:9000/rpc"
+[rpc.without_namespace]
+proxy_enabled = true
+[[rpc.namespaces]]
+name = "billing"
+proxy_enabled = true
+[[channel.namespaces]]
+name = "orders"
+subscribe_proxy_enabled = true
+[client.rate_limit.client_command]
+enabled = true
+default = { rate = 50 }
+publish = { rate = 5, interval = "10s", burst = 10 }
+[client.rate_limit.connect]
+rate = 20
+"#,
+        &[],
+    )
+    .unwrap();
+    let proxies = config.proxies().unwrap().expect("proxies are configured");
+    use herald_core::proxy::{ProxyKind, ProxyTransport};
+    assert!(proxies.enabled(ProxyKind::Connect) && proxies.enabled(ProxyKind::Subscribe));
+    assert!(!proxies.enabled(ProxyKind::Publish));
+    assert!(proxies.proxies_rpc("getPrice") && proxies.proxies_rpc("billing:charge"));
+    assert!(!proxies.proxies_rpc("other:x"));
+    let limits = config.client.rate_limit.command_limits().unwrap();
+    assert_eq!(limits.client_default.unwrap().rate.get(), 50);
+    let publish = limits.client["publish"];
+    assert_eq!((publish.rate.get(), publish.burst.get()), (5, 10));
+    assert_eq!(publish.interval, Duration::from_secs(10));
+    let connect = config.client.rate_limit.connect_bucket().unwrap().unwrap();
+    assert_eq!(
+        (connect.rate.get(), connect.burst.get()),
+        (20, 20),
+        "on by default; burst follows rate"
+    );
+}
+
+#[test]
+fn proxy_and_rate_limit_mistakes_name_their_keys() {
+    let errors = load_str(
+        r#"
+[client.proxy.connect]
+endpoint = "localhost:9000/connect"
+[channel.proxy.publish]
+endpoint = "http://127.0.0.1:9000/publish"
+timeout = "soon"
+[rpc.without_namespace]
+proxy_enabled = true
+[[channel.namespaces]]
+name = "orders"
+subscribe_proxy_enabled = true
+[client.rate_limit.client_command]
+enabled = true
+publish = { rate = 0 }
+[client.rate_limit.user_command]
+enabled = true
+disconnect_after_refused = { rate = 1 }
+[api.rate_limit]
+enabled = true
+interval = "0s"
+"#,
+        &[],
+    )
+    .unwrap_err();
+    let expected = [
+        "client.proxy.connect.endpoint",
+        "channel.proxy.publish.timeout",
+        "rpc: proxy_enabled is set but no [rpc.proxy]",
+        "channel.namespaces[0] (orders).subscribe_proxy_enabled: no [channel.proxy.subscribe]",
+        "client.rate_limit.client_command.publish.rate: must be at least 1",
+        "api.rate_limit.interval: must be longer than 0",
+    ];
+    for key in expected {
+        assert!(
+            errors.iter().any(|e| e.starts_with(key)),
+            "no error for {key}: {errors:#?}"
+        );
+    }
+}
