@@ -139,7 +139,10 @@ async fn burst(node: &Node, round: &str, connections: usize, calls: u64) -> Resu
     let sampler = sample_peak(node.pid(), peak.clone());
     let began = Instant::now();
     let acknowledged = broadcast(node, &channels, calls, stats.clone()).await?;
-    wait_for(DELIVERY_WAIT, || stats.delivered() >= acknowledged).await;
+    wait_until_async(DELIVERY_WAIT, || {
+        std::future::ready(stats.delivered() >= acknowledged)
+    })
+    .await;
     sampler.abort();
     let burst = Burst {
         channels: channels.len(),
@@ -393,10 +396,6 @@ async fn metric(http: &reqwest::Client, node: &Node, name: &str) -> Option<u64> 
         .await
         .ok()?;
     crate::report::gauge(&text, name)
-}
-
-async fn wait_for(limit: Duration, done: impl Fn() -> bool) -> Option<Instant> {
-    wait_until_async(limit, || std::future::ready(done())).await
 }
 
 /// When `done` first held, polling until `limit` has passed.
